@@ -1,0 +1,55 @@
+# mailgate: the two commands of the README, and a few more.
+#   make        build build/mailgate (optimised, no sanitizers)
+#   make run    install missing packages, build, run with the embedded default config
+#   make test   install missing packages, build with ASan+UBSan, run every test
+# Meson and Ninja do the building; this file only names the builds.
+
+PYTHON  ?= /usr/bin/python3
+PYTEST  ?= $(PYTHON) -m pytest
+MESON   ?= meson
+
+.PHONY: all build run test deps test-deps unit integration clang-check clean
+
+all: build
+
+build: build/build.ninja
+	ninja -C build
+
+build/build.ninja:
+	$(MESON) setup build --buildtype=release -Dtests=disabled
+
+run: deps build
+	./build/mailgate serve
+
+deps:
+	./scripts/install-deps
+
+test-deps:
+	./scripts/install-deps --test
+
+build-test/build.ninja:
+	$(MESON) setup build-test --buildtype=debug -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dfault_hooks=true -Dtests=enabled
+
+build-clang/build.ninja:
+	CC=clang $(MESON) setup build-clang --buildtype=debugoptimized -Dtests=enabled
+
+# the same code must be warning-free with both compilers
+clang-check: build-clang/build.ninja
+	ninja -C build-clang
+
+unit: build-test/build.ninja
+	ninja -C build-test
+	$(MESON) test -C build-test --suite unit --print-errorlogs
+
+integration: build-test/build.ninja
+	ninja -C build-test
+	MAILGATE_BIN=$(CURDIR)/build-test/mailgate $(PYTEST) -q -p no:cacheprovider tests/integration
+
+test: test-deps
+	$(MAKE) --no-print-directory clang-check
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+clean:
+	rm -rf build build-test build-clang

@@ -1,0 +1,1351 @@
+/*
+ * spool.c: the durable message store (see spool.h).
+ *
+ * Promise: done(arg, 0) runs only after the message file has been fdatasync'ed,
+ * renamed into queue/ and queue/ itself fsync'ed, so a 250 sent from done()
+ * survives kill -9 and power loss. Anything else (a write error, a failed sync)
+ * reaches done() as an errno and leaves no file behind, so the session says 451.
+ * Two threads: the event loop (begin, write, abort, commit, callbacks) and one
+ * committer thread that does every slow disk operation after spool_open.
+ *
+ * On-disk format of queue/<mid> (text, readable with less):
+ *
+ *	mailgate-spool 1
+ *	mid 214
+ *	arrival 2026-11-28T20:10:00Z
+ *	icid 5
+ *	listener default
+ *	client 127.0.0.1
+ *	helo client.example
+ *	sender <test@test.com>
+ *	body 8BITMIME
+ *	rcpt 0 <user@other.com>
+ *	rcpt 1 <other@other.com>
+ *
+ *	<the message as stored: our Received: header, then the client's
+ *	 bytes after dot-unstuffing, byte for byte>
+ *
+ * One "key value" line each, ended by LF, up to an empty line. The first line
+ * names the format and its version. "arrival" is RFC 3339 UTC. "sender <>" is
+ * the null sender. "helo " (with an empty value) when the client sent none.
+ * "body" is left out when MAIL FROM had no BODY=. "rcpt N" lines number the
+ * recipients (the RID) from 0 in order. Values hold only octets 0x20..0x7e:
+ * the writer refuses anything else (EINVAL), so no client text can end a line
+ * and forge an envelope field. Readers refuse a file whose first line is not
+ * "mailgate-spool 1", and ignore keys they do not know (forward compatibility).
+ *
+ * The "mid" file holds the high-water mark in decimal: every MID handed out is
+ * below it. It is replaced by write mid.tmp, fdatasync, rename, fsync(dir).
+ */
+#include "spool.h"
+#include "util.h"
+
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define SPOOL_MAGIC		"mailgate-spool 1"
+#define SPOOL_BUF		(64 * 1024)	/* one write() per this many octets */
+#define SPOOL_MID_BLOCK		1000		/* MIDs reserved by one sync of "mid" */
+#define SPOOL_LINE_MAX		(64 * 1024)	/* longest envelope line a reader takes */
+#define SPOOL_NAME_MAX		24		/* a uint64 in decimal, and a NUL */
+
+enum spool_fault {
+	FAULT_NONE,
+	FAULT_ENOSPC,
+	FAULT_EIO,
+	FAULT_SYNC_EIO,
+};
+
+/* the loop asks the committer for the next MID block; the committer answers */
+enum spool_reserve {
+	RESERVE_IDLE,
+	RESERVE_WANTED,
+	RESERVE_READY,
+};
+
+TAILQ_HEAD(spool_msgq, spool_msg);
+
+struct spool_msg {
+	TAILQ_ENTRY(spool_msg) entry;		/* pending or completed list */
+	struct spool *sp;
+	uint64_t mid;
+	char name[SPOOL_NAME_MAX];		/* tmp/<name> then queue/<name> */
+	int fd;
+	char *buf;				/* SPOOL_BUF octets, freed at commit */
+	size_t used;
+	uint64_t size;				/* message octets after the envelope */
+	int err;				/* sticky write error, then the result */
+	bool renamed;				/* committer: now in queue/ */
+	bool forgotten;				/* loop only: no callback */
+	enum spool_fault fault;
+	void (*done)(void *, int);
+	void *arg;
+};
+
+struct spool {
+	struct event_base *base;
+	char *dir;
+	int lockfd;
+	int dirfd;
+	int tmpfd;
+	int queuefd;
+	struct spool_opts opts;
+
+	/* loop thread only */
+	uint64_t mid_next;			/* the current block is [mid_next, mid_end) */
+	uint64_t mid_end;
+	unsigned inflight;			/* committed, done() not yet delivered */
+	struct event *done_ev;
+
+	/* committer thread only (after spool_open) */
+	uint64_t mark;				/* the durable high-water mark */
+
+	/* shared */
+	atomic_int reserve_state;
+	uint64_t reserve_lo;			/* valid while RESERVE_READY */
+	uint64_t reserve_hi;
+	_Atomic uint64_t free_bytes;
+	_Atomic uint64_t count;
+	_Atomic uint64_t bytes;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mu;			/* guards what follows */
+	pthread_cond_t cv;
+	bool stop;
+	struct spool_msgq pending;		/* loop -> committer */
+	struct spool_msgq completed;		/* committer -> loop */
+};
+
+static void spool_done_cb(evutil_socket_t, short, void *);
+
+static void
+spool_msg_free(struct spool_msg *m)
+{
+	if (m->fd != -1)
+		close(m->fd);
+	free(m->buf);
+	free(m);
+}
+
+/* ---- small helpers ---- */
+
+static bool
+spool_printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+/* a MID as queue/ names it: decimal, no sign, no leading zero, not 0 */
+static bool
+spool_parse_mid(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s < '1' || *s > '9')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* plain decimal, "0" allowed */
+static bool
+spool_parse_u64(const char *s, uint64_t *out)
+{
+	if (strcmp(s, "0") == 0) {
+		*out = 0;
+		return true;
+	}
+	return spool_parse_mid(s, out);
+}
+
+static int
+spool_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			/* a regular file that takes nothing is full */
+			errno = ENOSPC;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+spool_mid_name(char *out, uint64_t mid)
+{
+	snprintf(out, SPOOL_NAME_MAX, "%" PRIu64, mid);
+}
+
+static uint64_t
+spool_statvfs(int fd)
+{
+	struct statvfs st;
+
+	if (fstatvfs(fd, &st) == -1)
+		return UINT64_MAX;		/* unknown: do not refuse mail over it */
+	return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+}
+
+#ifdef MAILGATE_FAULT_HOOKS
+/*
+ * Test-only: <spooldir>/fault, if present, names a disk fault to simulate so
+ * the integration tests can play a full or failing disk. Its first word:
+ * "enospc", "eio" or "sync-eio".
+ */
+static enum spool_fault
+spool_fault_read(const struct spool *sp)
+{
+	char buf[64];
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	if ((fd = openat(sp->dirfd, "fault", O_RDONLY | O_CLOEXEC)) == -1)
+		return FAULT_NONE;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return FAULT_NONE;
+	buf[n] = '\0';
+	len = strcspn(buf, " \t\r\n");
+	if (util_span_ieq(buf, len, "enospc"))
+		return FAULT_ENOSPC;
+	if (util_span_ieq(buf, len, "eio"))
+		return FAULT_EIO;
+	if (util_span_ieq(buf, len, "sync-eio"))
+		return FAULT_SYNC_EIO;
+	return FAULT_NONE;
+}
+#else
+#define spool_fault_read(sp)	((void)(sp), FAULT_NONE)
+#endif
+
+/* the write error a fault stands for, 0 if it is not one */
+static int
+spool_fault_write_errno(enum spool_fault f)
+{
+	switch (f) {
+	case FAULT_ENOSPC:
+		return ENOSPC;
+	case FAULT_EIO:
+		return EIO;
+	default:
+		return 0;
+	}
+}
+
+/* ---- the MID high-water mark ---- */
+
+/* 1 if the file is missing, 0 and the mark, or -1 */
+static int
+spool_mark_read(int dirfd, uint64_t *mark)
+{
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	if ((fd = openat(dirfd, "mid", O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return 1;
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n == -1)
+		return -1;
+	buf[n] = '\0';
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	if (!spool_parse_mid(buf, mark)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Durably replace "mid": a crash leaves either the old or the new mark, never
+ * a torn one, and the rename is on disk before any MID below the new mark is
+ * handed out.
+ */
+static int
+spool_mark_write(int dirfd, uint64_t mark)
+{
+	char buf[32];
+	int fd, n, save;
+
+	n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", mark);
+	fd = openat(dirfd, "mid.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (spool_write_all(fd, buf, (size_t)n) == -1 || fdatasync(fd) == -1) {
+		save = errno;
+		close(fd);
+		errno = save;
+		return -1;
+	}
+	if (close(fd) == -1)
+		return -1;
+	if (renameat(dirfd, "mid.tmp", dirfd, "mid") == -1)
+		return -1;
+	return fsync(dirfd);
+}
+
+/* committer: the block after the current one, asked for by spool_next_mid */
+static void
+spool_reserve_next(struct spool *sp)
+{
+	uint64_t lo = sp->mark;
+
+	if (lo > UINT64_MAX - SPOOL_MID_BLOCK || spool_mark_write(sp->dirfd, lo + SPOOL_MID_BLOCK) == -1) {
+		/* the loop asks again when it next takes a MID */
+		fprintf(stderr, "mailgate: spool %s: cannot reserve MIDs: %s\n", sp->dir,
+		    strerror(errno));
+		atomic_store(&sp->reserve_state, RESERVE_IDLE);
+		return;
+	}
+	sp->mark = lo + SPOOL_MID_BLOCK;
+	sp->reserve_lo = lo;
+	sp->reserve_hi = sp->mark;
+	atomic_store(&sp->reserve_state, RESERVE_READY);
+}
+
+/* ---- the committer thread ---- */
+
+/*
+ * Group commit: every message that arrived while the previous batch was being
+ * synced goes in this one, so a thousand sessions share a directory fsync.
+ * The order is the durability contract: data on disk (fdatasync), then the
+ * name in queue/ (rename), then the name on disk (fsync of queue/), and only
+ * then the callback that lets the session say 250. A crash between rename and
+ * the directory fsync may leave the file in tmp/ (removed at start) or in
+ * queue/; either way no 250 was sent for it.
+ */
+static void
+spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
+{
+	struct spool_msg *m;
+	enum spool_fault fault = spool_fault_read(sp);
+	bool any_renamed = false;
+	int err;
+
+	TAILQ_FOREACH(m, batch, entry) {
+		err = 0;
+		if (fault == FAULT_SYNC_EIO)
+			err = EIO;
+		else if (fdatasync(m->fd) == -1)
+			err = errno;
+		/*
+		 * after a failed fdatasync the kernel may have dropped the dirty
+		 * pages: the file cannot be trusted, so it goes
+		 */
+		if (err == 0 && renameat(sp->tmpfd, m->name, sp->queuefd, m->name) == -1)
+			err = errno;
+		if (err != 0) {
+			unlinkat(sp->tmpfd, m->name, 0);
+			m->err = err;
+		} else {
+			m->renamed = true;
+			any_renamed = true;
+		}
+	}
+	if (any_renamed && fsync(sp->queuefd) == -1) {
+		/*
+		 * we cannot know which names reached the disk: refuse them all.
+		 * If a removed name comes back after a crash, the message is
+		 * delivered although the client was told 451: a duplicate, not a loss.
+		 */
+		err = errno;
+		TAILQ_FOREACH(m, batch, entry) {
+			if (!m->renamed)
+				continue;
+			unlinkat(sp->queuefd, m->name, 0);
+			m->renamed = false;
+			m->err = err;
+		}
+	}
+	TAILQ_FOREACH(m, batch, entry) {
+		close(m->fd);
+		m->fd = -1;
+		if (m->err == 0) {
+			atomic_fetch_add(&sp->count, 1);
+			atomic_fetch_add(&sp->bytes, m->size);
+		}
+	}
+
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_CONCAT(&sp->completed, batch, entry);
+	pthread_mutex_unlock(&sp->mu);
+	/* libevent is thread-enabled: this wakes the loop, which calls done() */
+	event_active(sp->done_ev, EV_READ, 0);
+}
+
+static void *
+spool_committer(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msgq batch;
+	struct timespec deadline;
+	bool reserve, stopping;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		/* wake for work, and at least once a second to refresh free space */
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += 1;
+		while (!sp->stop && TAILQ_EMPTY(&sp->pending) &&
+		    atomic_load(&sp->reserve_state) != RESERVE_WANTED) {
+			if (pthread_cond_timedwait(&sp->cv, &sp->mu, &deadline) == ETIMEDOUT)
+				break;
+		}
+		TAILQ_INIT(&batch);
+		TAILQ_CONCAT(&batch, &sp->pending, entry);
+		reserve = atomic_load(&sp->reserve_state) == RESERVE_WANTED;
+		stopping = sp->stop;
+		pthread_mutex_unlock(&sp->mu);
+
+		if (reserve)
+			spool_reserve_next(sp);
+		if (!TAILQ_EMPTY(&batch))
+			spool_commit_batch(sp, &batch);
+		atomic_store(&sp->free_bytes, spool_statvfs(sp->dirfd));
+
+		pthread_mutex_lock(&sp->mu);
+		if (stopping && TAILQ_EMPTY(&sp->pending))
+			break;
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* ---- open and close ---- */
+
+/* make a directory we just created durable: its name lives in the parent */
+static void
+spool_sync_parent(const char *path)
+{
+	char *copy, *slash;
+	const char *parent;
+	int fd;
+
+	if ((copy = strdup(path)) == NULL)
+		return;
+	if ((slash = strrchr(copy, '/')) == NULL)
+		parent = ".";
+	else if (slash == copy)
+		parent = "/";
+	else {
+		*slash = '\0';
+		parent = copy;
+	}
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+/* mkdir -p, mode 0700 for what we create */
+static int
+spool_mkdirs(const char *path)
+{
+	char *p, *s, c;
+	int save;
+
+	if (*path == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	if ((p = strdup(path)) == NULL)
+		return -1;
+	for (s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		c = *s;
+		*s = '\0';
+		if (mkdir(p, 0700) == 0)
+			spool_sync_parent(p);
+		else if (errno != EEXIST) {
+			save = errno;
+			free(p);
+			errno = save;
+			return -1;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return 0;
+}
+
+static int
+spool_subdir(int dirfd, const char *name)
+{
+	int fd;
+
+	if (mkdirat(dirfd, name, 0700) == 0)
+		fsync(dirfd);
+	else if (errno != EEXIST)
+		return -1;
+	if ((fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	return fd;
+}
+
+/* remove what a crash left in tmp/: never acknowledged, so never delivered */
+static int
+spool_clean_tmp(struct spool *sp)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	if ((fd = dup(sp->tmpfd)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(sp->tmpfd, de->d_name, 0) == -1 && errno != ENOENT)
+			fprintf(stderr, "mailgate: spool %s: tmp/%s: %s\n", sp->dir,
+			    de->d_name, strerror(errno));
+	}
+	closedir(d);
+	return 0;
+}
+
+/* count what queue/ holds; *maxmid is the largest MID named there */
+static int
+spool_count_queue(struct spool *sp, uint64_t *maxmid)
+{
+	struct spool_entry e;
+	struct dirent *de;
+	char err[256], *path;
+	uint64_t mid;
+	DIR *d;
+	int fd;
+
+	*maxmid = 0;
+	if ((fd = dup(sp->queuefd)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!spool_parse_mid(de->d_name, &mid))
+			continue;
+		/* a MID is spent once named, whether or not its file reads */
+		if (mid > *maxmid)
+			*maxmid = mid;
+		if (asprintf(&path, "%s/queue/%s", sp->dir, de->d_name) == -1) {
+			closedir(d);
+			errno = ENOMEM;
+			return -1;
+		}
+		if (spool_entry_read(path, &e, err, sizeof(err)) == -1) {
+			fprintf(stderr, "mailgate: spool: %s: %s (left alone)\n", path, err);
+		} else {
+			atomic_fetch_add(&sp->count, 1);
+			atomic_fetch_add(&sp->bytes, e.size);
+			spool_entry_free(&e);
+		}
+		free(path);
+	}
+	closedir(d);
+	return 0;
+}
+
+static void
+spool_free(struct spool *sp)
+{
+	struct spool_msg *m;
+
+	/* results nobody will hear of: the loop has stopped */
+	while ((m = TAILQ_FIRST(&sp->completed)) != NULL) {
+		TAILQ_REMOVE(&sp->completed, m, entry);
+		spool_msg_free(m);
+	}
+	if (sp->done_ev != NULL)
+		event_free(sp->done_ev);
+	if (sp->queuefd != -1)
+		close(sp->queuefd);
+	if (sp->tmpfd != -1)
+		close(sp->tmpfd);
+	if (sp->dirfd != -1)
+		close(sp->dirfd);
+	if (sp->lockfd != -1)
+		close(sp->lockfd);		/* releases the flock */
+	pthread_cond_destroy(&sp->cv);
+	pthread_mutex_destroy(&sp->mu);
+	free(sp->dir);
+	free(sp);
+}
+
+struct spool *
+spool_open(struct event_base *base, const char *dir, const struct spool_opts *opts,
+    char *err, size_t errlen)
+{
+	struct spool *sp;
+	pthread_condattr_t ca;
+	uint64_t mark, maxmid;
+	char pid[32];
+	int r, n;
+
+	if ((sp = calloc(1, sizeof(*sp))) == NULL) {
+		snprintf(err, errlen, "spool %s: out of memory", dir);
+		return NULL;
+	}
+	sp->base = base;
+	sp->lockfd = sp->dirfd = sp->tmpfd = sp->queuefd = -1;
+	if (opts != NULL)
+		sp->opts = *opts;
+	TAILQ_INIT(&sp->pending);
+	TAILQ_INIT(&sp->completed);
+	pthread_mutex_init(&sp->mu, NULL);
+	/* a monotonic clock, so a clock step does not stall the space refresh */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&sp->reserve_state, RESERVE_IDLE);
+	atomic_init(&sp->free_bytes, UINT64_MAX);
+	atomic_init(&sp->count, 0);
+	atomic_init(&sp->bytes, 0);
+
+	if ((sp->dir = strdup(dir)) == NULL) {
+		snprintf(err, errlen, "spool %s: out of memory", dir);
+		goto fail;
+	}
+	if (spool_mkdirs(dir) == -1) {
+		snprintf(err, errlen, "spool %s: cannot create: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if ((sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (sp->lockfd == -1) {
+		snprintf(err, errlen, "spool %s: lock: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			snprintf(err, errlen, "spool %s is in use by another mailgate (lock)", dir);
+		else
+			snprintf(err, errlen, "spool %s: lock: %s", dir, strerror(errno));
+		goto fail;
+	}
+	/* for the operator who wonders who holds it; nothing reads it back */
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(sp->lockfd, 0) == 0)
+		(void)!pwrite(sp->lockfd, pid, (size_t)n, 0);
+
+	if ((sp->tmpfd = spool_subdir(sp->dirfd, "tmp")) == -1 ||
+	    (sp->queuefd = spool_subdir(sp->dirfd, "queue")) == -1) {
+		snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_clean_tmp(sp) == -1) {
+		snprintf(err, errlen, "spool %s/tmp: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_count_queue(sp, &maxmid) == -1) {
+		snprintf(err, errlen, "spool %s/queue: %s", dir, strerror(errno));
+		goto fail;
+	}
+
+	if ((r = spool_mark_read(sp->dirfd, &mark)) == -1) {
+		snprintf(err, errlen, "spool %s/mid: %s", dir,
+		    errno == EINVAL ? "not a MID high-water mark" : strerror(errno));
+		goto fail;
+	}
+	if (r == 1)
+		mark = 1;
+	/* someone removed or rolled back "mid": never reuse a queued MID */
+	if (maxmid >= mark)
+		mark = maxmid + 1;
+	if (mark > UINT64_MAX - SPOOL_MID_BLOCK) {
+		snprintf(err, errlen, "spool %s/mid: MIDs exhausted", dir);
+		goto fail;
+	}
+	if (spool_mark_write(sp->dirfd, mark + SPOOL_MID_BLOCK) == -1) {
+		snprintf(err, errlen, "spool %s/mid: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->mid_next = mark;
+	sp->mid_end = sp->mark = mark + SPOOL_MID_BLOCK;
+	atomic_store(&sp->free_bytes, spool_statvfs(sp->dirfd));
+
+	/*
+	 * persistent, so it can stay added (with a long timeout) while commits
+	 * are in flight: that keeps event_base_dispatch from returning before
+	 * the callbacks of acknowledged-to-be messages have run
+	 */
+	sp->done_ev = event_new(base, -1, EV_PERSIST, spool_done_cb, sp);
+	if (sp->done_ev == NULL) {
+		snprintf(err, errlen, "spool %s: cannot create an event", dir);
+		goto fail;
+	}
+	if ((r = pthread_create(&sp->thread, NULL, spool_committer, sp)) != 0) {
+		snprintf(err, errlen, "spool %s: cannot start the committer: %s", dir,
+		    strerror(r));
+		goto fail;
+	}
+	sp->thread_started = true;
+	return sp;
+
+fail:
+	spool_free(sp);
+	return NULL;
+}
+
+/*
+ * Finish what was handed to the committer (it is made durable, or removed),
+ * but call no done(): the loop is going away. Call after the loop stopped,
+ * from the loop's thread, with every begun message committed or aborted.
+ */
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->thread_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+	}
+	spool_free(sp);
+}
+
+/* ---- the loop side ---- */
+
+uint64_t
+spool_next_mid(struct spool *sp)
+{
+	uint64_t mid;
+
+	if (sp->mid_next == sp->mid_end) {
+		if (atomic_load(&sp->reserve_state) != RESERVE_READY)
+			return 0;
+		/* the READY store published reserve_lo/hi */
+		sp->mid_next = sp->reserve_lo;
+		sp->mid_end = sp->reserve_hi;
+		atomic_store(&sp->reserve_state, RESERVE_IDLE);
+	}
+	mid = sp->mid_next++;
+	/* half the block left: have the next one on disk before we need it */
+	if (sp->mid_end - sp->mid_next < SPOOL_MID_BLOCK / 2 &&
+	    atomic_load(&sp->reserve_state) == RESERVE_IDLE) {
+		pthread_mutex_lock(&sp->mu);
+		atomic_store(&sp->reserve_state, RESERVE_WANTED);
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+	}
+	return mid;
+}
+
+bool
+spool_space_low(const struct spool *sp)
+{
+	return atomic_load(&((struct spool *)sp)->free_bytes) < sp->opts.min_free_disk;
+}
+
+uint64_t
+spool_count(const struct spool *sp)
+{
+	return atomic_load(&((struct spool *)sp)->count);
+}
+
+uint64_t
+spool_bytes(const struct spool *sp)
+{
+	return atomic_load(&((struct spool *)sp)->bytes);
+}
+
+static int
+spool_msg_flush(struct spool_msg *m)
+{
+	int e;
+
+	if (m->err != 0) {
+		errno = m->err;
+		return -1;
+	}
+	if (m->used == 0)
+		return 0;
+	/* test-only: a fault created mid-message hits at the next real write() */
+	if (m->fault == FAULT_NONE)
+		m->fault = spool_fault_read(m->sp);
+	if ((e = spool_fault_write_errno(m->fault)) != 0) {
+		m->err = e;
+		errno = e;
+		return -1;
+	}
+	if (spool_write_all(m->fd, m->buf, m->used) == -1) {
+		m->err = errno;
+		return -1;
+	}
+	m->used = 0;
+	return 0;
+}
+
+static int
+spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
+{
+	const char *p = buf;
+	size_t n;
+
+	while (len > 0) {
+		n = SPOOL_BUF - m->used;
+		if (n > len)
+			n = len;
+		memcpy(m->buf + m->used, p, n);
+		m->used += n;
+		p += n;
+		len -= n;
+		if (m->used == SPOOL_BUF && spool_msg_flush(m) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+spool_msg_line(struct spool_msg *m, const char *key, const char *val, bool angle)
+{
+	if (spool_msg_append(m, key, strlen(key)) == -1 ||
+	    spool_msg_append(m, angle ? " <" : " ", angle ? 2 : 1) == -1 ||
+	    spool_msg_append(m, val, strlen(val)) == -1 ||
+	    spool_msg_append(m, angle ? ">\n" : "\n", angle ? 2 : 1) == -1)
+		return -1;
+	return 0;
+}
+
+static const char *
+spool_str(const char *s)
+{
+	return s == NULL ? "" : s;
+}
+
+/* every value printable ASCII: nothing a client sent can start a new line */
+static bool
+spool_envelope_valid(const struct spool_envelope *env)
+{
+	if (env->mid == 0)
+		return false;
+	if (!spool_printable(spool_str(env->listener)) ||
+	    !spool_printable(spool_str(env->client)) ||
+	    !spool_printable(spool_str(env->helo)) ||
+	    !spool_printable(spool_str(env->sender)) ||
+	    !spool_printable(spool_str(env->body)))
+		return false;
+	if (env->n_rcpts > 0 && env->rcpts == NULL)
+		return false;
+	for (size_t i = 0; i < env->n_rcpts; i++)
+		if (env->rcpts[i] == NULL || !spool_printable(env->rcpts[i]))
+			return false;
+	return true;
+}
+
+static int
+spool_envelope_write(struct spool_msg *m, const struct spool_envelope *env)
+{
+	char num[32], date[64];
+
+	if (spool_msg_append(m, SPOOL_MAGIC "\n", sizeof(SPOOL_MAGIC)) == -1)
+		return -1;
+	snprintf(num, sizeof(num), "%" PRIu64, env->mid);
+	if (spool_msg_line(m, "mid", num, false) == -1)
+		return -1;
+	util_rfc3339(date, sizeof(date), env->arrival);
+	if (spool_msg_line(m, "arrival", date, false) == -1)
+		return -1;
+	snprintf(num, sizeof(num), "%" PRIu64, env->icid);
+	if (spool_msg_line(m, "icid", num, false) == -1 ||
+	    spool_msg_line(m, "listener", spool_str(env->listener), false) == -1 ||
+	    spool_msg_line(m, "client", spool_str(env->client), false) == -1 ||
+	    spool_msg_line(m, "helo", spool_str(env->helo), false) == -1 ||
+	    spool_msg_line(m, "sender", spool_str(env->sender), true) == -1)
+		return -1;
+	if (env->body != NULL && spool_msg_line(m, "body", env->body, false) == -1)
+		return -1;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		snprintf(num, sizeof(num), "rcpt %zu", i);
+		if (spool_msg_line(m, num, env->rcpts[i], true) == -1)
+			return -1;
+	}
+	return spool_msg_append(m, "\n", 1);
+}
+
+struct spool_msg *
+spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
+{
+	struct spool_msg *m;
+	int e;
+
+	if (!spool_envelope_valid(env)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	m->sp = sp;
+	m->mid = env->mid;
+	m->fd = -1;
+	spool_mid_name(m->name, env->mid);
+	m->fault = spool_fault_read(sp);
+	if (m->fault == FAULT_ENOSPC) {
+		free(m);
+		errno = ENOSPC;
+		return NULL;
+	}
+	if ((m->buf = malloc(SPOOL_BUF)) == NULL) {
+		free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
+	m->fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd == -1) {
+		e = errno;
+		spool_msg_free(m);
+		errno = e;
+		return NULL;
+	}
+	if (spool_envelope_write(m, env) == -1) {
+		e = errno;
+		spool_msg_abort(m);
+		errno = e;
+		return NULL;
+	}
+	return m;
+}
+
+int
+spool_msg_write(struct spool_msg *m, const void *buf, size_t len)
+{
+	int e;
+
+	if (m->err != 0) {
+		errno = m->err;
+		return -1;
+	}
+	if ((e = spool_fault_write_errno(m->fault)) != 0) {
+		m->err = e;
+		errno = e;
+		return -1;
+	}
+	if (spool_msg_append(m, buf, len) == -1)
+		return -1;
+	m->size += len;
+	return 0;
+}
+
+void
+spool_msg_abort(struct spool_msg *m)
+{
+	if (m == NULL)
+		return;
+	if (m->fd != -1) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	unlinkat(m->sp->tmpfd, m->name, 0);
+	spool_msg_free(m);
+}
+
+void
+spool_msg_commit(struct spool_msg *m, void (*done)(void *, int), void *arg)
+{
+	struct spool *sp = m->sp;
+	static const struct timeval keepalive = { 3600, 0 };
+
+	m->done = done;
+	m->arg = arg;
+	if (sp->inflight++ == 0)
+		event_add(sp->done_ev, &keepalive);
+
+	if (spool_msg_flush(m) == -1) {
+		/*
+		 * the caller expects done() later, never from inside this call
+		 * (it may be in the middle of its own state change): queue the
+		 * failure for the loop's next turn
+		 */
+		close(m->fd);
+		m->fd = -1;
+		unlinkat(sp->tmpfd, m->name, 0);
+		free(m->buf);
+		m->buf = NULL;
+		pthread_mutex_lock(&sp->mu);
+		TAILQ_INSERT_TAIL(&sp->completed, m, entry);
+		pthread_mutex_unlock(&sp->mu);
+		event_active(sp->done_ev, EV_READ, 0);
+		return;
+	}
+	/* the buffer is not needed while the message waits for its sync */
+	free(m->buf);
+	m->buf = NULL;
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_INSERT_TAIL(&sp->pending, m, entry);
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void
+spool_msg_forget(struct spool_msg *m)
+{
+	m->forgotten = true;
+}
+
+/* on the loop: deliver the results the committer (or a failed flush) left */
+static void
+spool_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msgq done;
+	struct spool_msg *m;
+
+	(void)fd;
+	(void)what;
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_CONCAT(&done, &sp->completed, entry);
+	pthread_mutex_unlock(&sp->mu);
+
+	while ((m = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, m, entry);
+		sp->inflight--;
+		if (!m->forgotten && m->done != NULL)
+			m->done(m->arg, m->err);
+		spool_msg_free(m);
+	}
+	if (sp->inflight == 0)
+		event_del(sp->done_ev);
+}
+
+/* ---- reading queue files ---- */
+
+void
+spool_entry_free(struct spool_entry *e)
+{
+	free(e->listener);
+	free(e->client);
+	free(e->helo);
+	free(e->sender);
+	free(e->body);
+	for (size_t i = 0; i < e->n_rcpts; i++)
+		free(e->rcpts[i]);
+	free(e->rcpts);
+	free(e->path);
+	memset(e, 0, sizeof(*e));
+}
+
+/* "2026-11-28T20:10:00Z", nothing more, nothing less */
+static bool
+spool_parse_time(const char *s, time_t *out)
+{
+	struct tm tm;
+	int n = -1;
+
+	memset(&tm, 0, sizeof(tm));
+	if (strlen(s) != 20 ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 20)
+		return false;
+	for (int i = 0; i < 20; i++) {
+		bool digit = s[i] >= '0' && s[i] <= '9';
+		if ((i == 4 || i == 7 || i == 10 || i == 13 || i == 16 || i == 19) == digit)
+			return false;
+	}
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return false;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*out = timegm(&tm);
+	return true;
+}
+
+/* "<...>": the address inside, a new string */
+static char *
+spool_angle(const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len < 2 || v[0] != '<' || v[len - 1] != '>') {
+		errno = EINVAL;
+		return NULL;
+	}
+	return strndup(v + 1, len - 2);
+}
+
+static int
+spool_set_str(char **dst, const char *v, const char **why)
+{
+	if (*dst != NULL) {
+		*why = "repeated key";
+		return -1;
+	}
+	if ((*dst = strdup(v)) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* envelope keys that must not repeat, and the two that must be there */
+enum { K_MID = 1, K_ARRIVAL = 2, K_ICID = 4 };
+
+/* one envelope line, without its LF; 0 if taken or ignored, -1 and why */
+static int
+spool_entry_line(struct spool_entry *e, char *line, unsigned *seen, const char **why)
+{
+	char *val, *addr;
+	uint64_t v;
+
+	if ((val = strchr(line, ' ')) != NULL)
+		*val++ = '\0';
+
+	if (strcmp(line, "mid") == 0) {
+		if (val == NULL || (*seen & K_MID) || !spool_parse_mid(val, &e->mid))
+			goto bad;
+		*seen |= K_MID;
+	} else if (strcmp(line, "arrival") == 0) {
+		if (val == NULL || (*seen & K_ARRIVAL) || !spool_parse_time(val, &e->arrival))
+			goto bad;
+		*seen |= K_ARRIVAL;
+	} else if (strcmp(line, "icid") == 0) {
+		if (val == NULL || (*seen & K_ICID) || !spool_parse_u64(val, &e->icid))
+			goto bad;
+		*seen |= K_ICID;
+	} else if (strcmp(line, "listener") == 0) {
+		if (val == NULL)
+			goto bad;
+		return spool_set_str(&e->listener, val, why);
+	} else if (strcmp(line, "client") == 0) {
+		if (val == NULL)
+			goto bad;
+		return spool_set_str(&e->client, val, why);
+	} else if (strcmp(line, "helo") == 0) {
+		if (val == NULL)
+			goto bad;
+		return spool_set_str(&e->helo, val, why);
+	} else if (strcmp(line, "body") == 0) {
+		if (val == NULL)
+			goto bad;
+		return spool_set_str(&e->body, val, why);
+	} else if (strcmp(line, "sender") == 0) {
+		if (val == NULL || e->sender != NULL || (e->sender = spool_angle(val)) == NULL)
+			goto bad;
+	} else if (strcmp(line, "rcpt") == 0) {
+		/* "rcpt RID <addr>", RIDs from 0 in order */
+		if (val == NULL || (addr = strchr(val, ' ')) == NULL)
+			goto bad;
+		*addr++ = '\0';
+		if (!spool_parse_u64(val, &v) || v != e->n_rcpts)
+			goto bad;
+		char **r = reallocarray(e->rcpts, e->n_rcpts + 1, sizeof(*r));
+		if (r == NULL) {
+			*why = "out of memory";
+			return -1;
+		}
+		e->rcpts = r;
+		if ((r[e->n_rcpts] = spool_angle(addr)) == NULL)
+			goto bad;
+		e->n_rcpts++;
+	}
+	/* anything else: a key from a later version, ignored */
+	return 0;
+bad:
+	*why = "bad value";
+	return -1;
+}
+
+int
+spool_entry_read(const char *path, struct spool_entry *e, char *err, size_t errlen)
+{
+	struct stat st;
+	const char *why = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	long off = 0;
+	unsigned lineno = 0, seen = 0;
+	FILE *f;
+
+	memset(e, 0, sizeof(*e));
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "not a regular file");
+		fclose(f);
+		return -1;
+	}
+	for (;;) {
+		n = getline(&line, &cap, f);
+		lineno++;
+		if (n == -1) {
+			why = ferror(f) ? strerror(errno) : "envelope ends without a blank line";
+			break;
+		}
+		off += n;
+		if (line[n - 1] != '\n') {
+			why = "envelope ends without a blank line";
+			break;
+		}
+		line[--n] = '\0';
+		if (n > SPOOL_LINE_MAX || strlen(line) != (size_t)n || !spool_printable(line)) {
+			why = "bad octet or overlong line in the envelope";
+			break;
+		}
+		if (lineno == 1) {
+			if (strcmp(line, SPOOL_MAGIC) != 0) {
+				why = "not a mailgate spool file";
+				break;
+			}
+			continue;
+		}
+		if (n == 0) {
+			if ((seen & (K_MID | K_ARRIVAL)) != (K_MID | K_ARRIVAL) || e->sender == NULL)
+				why = "envelope lacks mid, arrival or sender";
+			break;
+		}
+		if (spool_entry_line(e, line, &seen, &why) == -1)
+			break;
+	}
+	free(line);
+	fclose(f);
+	if (why != NULL) {
+		snprintf(err, errlen, "line %u: %s", lineno, why);
+		spool_entry_free(e);
+		return -1;
+	}
+	e->data_offset = off;
+	e->size = (uint64_t)st.st_size - (uint64_t)off;
+	if ((e->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		spool_entry_free(e);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+spool_cmp_mid(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+spool_scan(const char *spooldir, int (*fn)(const struct spool_entry *, void *), void *arg,
+    char *err, size_t errlen)
+{
+	struct spool_entry e;
+	struct dirent *de;
+	uint64_t *mids = NULL, *grown, mid;
+	size_t n = 0, cap = 0;
+	char why[256], *qdir, *path;
+	int r = 0;
+	DIR *d;
+
+	if (asprintf(&qdir, "%s/queue", spooldir) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((d = opendir(qdir)) == NULL) {
+		int e0 = errno;
+		free(qdir);
+		if (e0 == ENOENT)
+			return 0;		/* no queue yet: an empty one */
+		snprintf(err, errlen, "%s/queue: %s", spooldir, strerror(e0));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!spool_parse_mid(de->d_name, &mid))
+			continue;
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((grown = reallocarray(mids, cap, sizeof(*mids))) == NULL) {
+				snprintf(err, errlen, "out of memory");
+				r = -1;
+				goto out;
+			}
+			mids = grown;
+		}
+		mids[n++] = mid;
+	}
+	qsort(mids, n, sizeof(*mids), spool_cmp_mid);
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (asprintf(&path, "%s/%" PRIu64, qdir, mids[i]) == -1) {
+			snprintf(err, errlen, "out of memory");
+			r = -1;
+			break;
+		}
+		if (spool_entry_read(path, &e, why, sizeof(why)) == -1) {
+			/* gone since readdir (delivered): not worth a word */
+			if (access(path, F_OK) == 0)
+				fprintf(stderr, "mailgate: spool: %s: %s (skipped)\n", path, why);
+		} else if (e.mid != mids[i]) {
+			fprintf(stderr, "mailgate: spool: %s: envelope says MID %" PRIu64
+			    " (skipped)\n", path, e.mid);
+			spool_entry_free(&e);
+		} else {
+			r = fn(&e, arg);
+			spool_entry_free(&e);
+		}
+		free(path);
+	}
+out:
+	closedir(d);
+	free(qdir);
+	free(mids);
+	return r;
+}

@@ -1,0 +1,125 @@
+/*
+ * spool.h: the durable message store.
+ *
+ * Layout under the spool directory:
+ *   lock        held (flock) by the running server; a second server refuses to start
+ *   mid         the MID high-water mark: no MID at or above it was ever handed out
+ *   tmp/        messages being received; anything here at start is a crash leftover
+ *   queue/<mid> committed messages: an envelope, a blank line, the message
+ *
+ * A message is written to tmp/ while it arrives (page cache, from the event loop),
+ * then handed to the committer thread, which syncs many messages at once (group
+ * commit: fdatasync of each file, rename into queue/, one fsync of queue/) and
+ * only then calls back on the event loop, where the session says 250. MIDs come
+ * from blocks reserved durably ahead of use, so they increase strictly and are
+ * never reused across restarts or crashes.
+ */
+#ifndef MAILGATE_SPOOL_H
+#define MAILGATE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+struct event_base;
+struct spool;
+struct spool_msg;
+
+/* what the envelope records; strings are copied, may hold only printable ASCII */
+struct spool_envelope {
+	uint64_t mid;
+	time_t arrival;
+	uint64_t icid;
+	const char *listener;
+	const char *client;			/* address text */
+	const char *helo;			/* may be "" */
+	const char *sender;			/* without <>; "" for the null sender */
+	const char *body;			/* "7BIT", "8BITMIME" or NULL */
+	const char *const *rcpts;		/* without <> */
+	size_t n_rcpts;
+};
+
+struct spool_opts {
+	uint64_t min_free_disk;
+};
+
+/*
+ * Open (and create) the spool at dir: take the lock, remove tmp/ leftovers, count
+ * what queue/ holds, reserve the first MID block and start the committer thread.
+ * Blocking: call before the event loop runs. NULL and a reason in err on failure.
+ */
+struct spool *spool_open(struct event_base *, const char *dir, const struct spool_opts *,
+    char *err, size_t errlen);
+
+/*
+ * Once the loop has stopped, on its thread, with every begun message committed
+ * or aborted: commits already handed over are finished (made durable or
+ * removed) but their done() is not called; the lock is released.
+ */
+void spool_close(struct spool *);
+
+/* the next MID; 0 when the reserved block ran out (the caller answers 451) */
+uint64_t spool_next_mid(struct spool *);
+
+/* free space on the spool's filesystem is below min_free_disk (refreshed off the loop) */
+bool spool_space_low(const struct spool *);
+
+/* committed messages and their octets, for queue limits and status */
+uint64_t spool_count(const struct spool *);
+uint64_t spool_bytes(const struct spool *);
+
+/* start a message in tmp/ with its envelope; NULL with errno set on failure */
+struct spool_msg *spool_msg_begin(struct spool *, const struct spool_envelope *);
+
+/* append message bytes (buffered); -1 with errno set on failure, after which only abort is allowed */
+int spool_msg_write(struct spool_msg *, const void *buf, size_t len);
+
+/* drop a message that will not be committed: close and remove its file */
+void spool_msg_abort(struct spool_msg *);
+
+/*
+ * Hand the message to the committer. done(arg, 0) on the event loop once the
+ * message is on stable storage in queue/, or done(arg, errno) if it could not
+ * be made durable (the file is then removed). The spool_msg is freed by the
+ * spool after done returns. The caller may cancel the callback (not the commit)
+ * with spool_msg_forget() if it goes away first (on the loop, before done ran).
+ * While commits are in flight the spool keeps an event added on the base, so
+ * event_base_dispatch() does not return before their callbacks have run.
+ */
+void spool_msg_commit(struct spool_msg *, void (*done)(void *arg, int err), void *arg);
+void spool_msg_forget(struct spool_msg *);
+
+/* ---- reading the queue, for `mailgate queue` (no server needed) ---- */
+
+struct spool_entry {
+	uint64_t mid;
+	time_t arrival;
+	uint64_t icid;
+	char *listener;
+	char *client;
+	char *helo;
+	char *sender;
+	char *body;
+	char **rcpts;
+	size_t n_rcpts;
+	uint64_t size;				/* octets of the message after the envelope */
+	long data_offset;			/* where the message starts in the file */
+	char *path;
+};
+
+/* read the envelope of one queue file; -1 and a reason in err if it is not one */
+int spool_entry_read(const char *path, struct spool_entry *, char *err, size_t errlen);
+void spool_entry_free(struct spool_entry *);
+
+/*
+ * every committed message in MID order; calls fn for each, stops if fn returns
+ * non-zero and returns that value; 0 after the last one (a spool without queue/
+ * is empty); -1 and a reason in err if queue/ cannot be read. Files that do not
+ * parse are named on stderr and skipped.
+ */
+int spool_scan(const char *spooldir, int (*fn)(const struct spool_entry *, void *), void *arg,
+    char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * util.c: shared helpers (see util.h). Nothing here allocates or blocks.
+ */
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+size_t
+util_strlcpy(char *dst, const char *src, size_t cap)
+{
+	size_t n = strlen(src);
+
+	if (cap > 0) {
+		size_t c = n < cap - 1 ? n : cap - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+
+char *
+util_escape(char *out, size_t cap, const char *in, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (cap == 0)
+		return out;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (c >= 0x20 && c <= 0x7e && c != '\\') {
+			if (o + 1 >= cap)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= cap)
+				break;
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+void
+util_rfc5322_date(char *out, size_t cap, time_t t)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	if (strftime(out, cap, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 && cap > 0)
+		out[0] = '\0';
+}
+
+void
+util_rfc3339(char *out, size_t cap, time_t t)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	if (strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 && cap > 0)
+		out[0] = '\0';
+}
+
+void
+util_ctime(char *out, size_t cap, time_t t)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	if (strftime(out, cap, "%a %b %e %H:%M:%S %Y", &tm) == 0 && cap > 0)
+		out[0] = '\0';
+}
+
+bool
+util_span_ieq(const char *p, size_t len, const char *s)
+{
+	return strlen(s) == len && strncasecmp(p, s, len) == 0;
+}
+
+void
+util_human_size(char *out, size_t cap, uint64_t n)
+{
+	static const char units[] = "KMGTP";
+	double v = (double)n;
+	int u = -1;
+
+	if (n < 1024) {
+		snprintf(out, cap, "%llu", (unsigned long long)n);
+		return;
+	}
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, cap, "%.1f%c", v, units[u]);
+}
+
+void
+util_human_age(char *out, size_t cap, int64_t secs)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 60)
+		snprintf(out, cap, "%llds", (long long)secs);
+	else if (secs < 3600)
+		snprintf(out, cap, "%lldm", (long long)(secs / 60));
+	else if (secs < 86400)
+		snprintf(out, cap, "%lldh", (long long)(secs / 3600));
+	else
+		snprintf(out, cap, "%lldd", (long long)(secs / 86400));
+}
