@@ -1,8 +1,9 @@
 /*
- * config.c: loads, validates and prints the configuration (see config.h and
- * spec/config.md). Every plain setting is declared once in a field table with
- * its type, default and bounds; the same tables drive the defaults, parsing,
- * the unknown-name check, freeing, copying (policy inheritance) and printing.
+ * config.c: loads and validates the configuration (see config.h and
+ * spec/config.md); config_print.c prints it. Every plain setting is declared
+ * once in a field table (config_fields.h) with its type, default and bounds;
+ * the same tables drive the defaults, parsing, the unknown-name check,
+ * freeing, copying (policy inheritance) and printing.
  * Lists whose entries need cross-checks (policies, listeners, HAT, RAT, routes)
  * are parsed by hand. A load either returns a whole config or NULL with every
  * error found as "file:line: path: message" lines; nothing is half-loaded.
@@ -23,6 +24,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config_fields.h"
 #include "hat.h"
 #include "util.h"
 
@@ -41,28 +43,6 @@
 #define HOUR		(60 * MINUTE)
 #define DAY		(24 * HOUR)
 
-/* enums are stored through an int; make sure they are one */
-static_assert(sizeof(enum policy_action) == sizeof(int), "enum size");
-static_assert(sizeof(enum offer_mode) == sizeof(int), "enum size");
-static_assert(sizeof(enum bare_crlf_mode) == sizeof(int), "enum size");
-static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
-static_assert(sizeof(enum rat_action) == sizeof(int), "enum size");
-
-enum ftype {
-	F_STR,		/* char *: non-empty, no control characters; no dflt = unset (NULL) */
-	F_TEXT,		/* char *: printable ASCII, may be empty; it goes into replies */
-	F_BOOL,		/* bool */
-	F_INT,		/* int */
-	F_UINT,		/* unsigned */
-	F_U64,		/* uint64_t */
-	F_SIZE,		/* uint64_t octets: 1048576 or "1M" */
-	F_DURATION,	/* unsigned seconds: 300 or "5m" */
-	F_ENUM,		/* an enum: the index of one of words[] */
-	F_STRLIST,	/* char ** with its count at off_n; a string or an array of them */
-	F_GROUP,	/* a nested group: sub, relative to base + off */
-	F_SPECIAL,	/* parsed and printed by hand; listed for the unknown-name check */
-};
-
 static const char *const type_names[] = {
 	[F_STR] = "a string", [F_TEXT] = "a string", [F_BOOL] = "true or false",
 	[F_INT] = "an integer", [F_UINT] = "an integer", [F_U64] = "an integer",
@@ -70,19 +50,6 @@ static const char *const type_names[] = {
 	[F_DURATION] = "a duration: an integer or a string such as \"5m\"",
 	[F_ENUM] = "a string", [F_STRLIST] = "a string or an array of strings",
 	[F_GROUP] = "a group { ... }", [F_SPECIAL] = "something else",
-};
-
-struct field {
-	const char *name;
-	enum ftype type;
-	size_t off;
-	uint64_t min, max;			/* F_INT .. F_DURATION */
-	const char *dflt;			/* the default, as config text without quotes */
-	const char *const *words;		/* F_ENUM */
-	const struct field *sub;		/* F_GROUP */
-	size_t off_n;				/* F_STRLIST */
-	int (*check)(const char *, char *, size_t);	/* F_STR, F_STRLIST elements */
-	bool required;				/* no default: must be given */
 };
 
 #define FIELD(st, m, t, ...) { .name = #m, .type = t, .off = offsetof(st, m), __VA_ARGS__ }
@@ -155,7 +122,7 @@ static const struct field auth_fields[] = {
 	{ .name = NULL }
 };
 
-static const struct field policy_fields[] = {
+const struct field config_policy_fields[] = {
 	FIELD(struct policy, action, F_ENUM, .words = action_words, .dflt = "accept"),
 	FIELD(struct policy, max_message_size, F_SIZE, .min = 1, .max = TB, .dflt = "10M"),
 	FIELD(struct policy, max_connections_per_host, F_UINT, .max = 1000000, .dflt = "10"),
@@ -190,7 +157,7 @@ static const struct field delivery_fields[] = {
 };
 
 /* defaults of max_connections and ipmm depend on limits and type: set by hand */
-static const struct field listener_fields[] = {
+const struct field config_listener_fields[] = {
 	FIELD(struct listener_conf, name, F_STR, .required = true, .check = check_listener_name),
 	SPECIAL("listen"),
 	SPECIAL("type"),
@@ -203,27 +170,27 @@ static const struct field listener_fields[] = {
 	{ .name = NULL }
 };
 
-static const struct field hat_fields[] = {
+const struct field config_hat_fields[] = {
 	FIELD(struct hat_rule, group, F_STR, .required = true),
 	SPECIAL("hosts"),
 	SPECIAL("policy"),
 	{ .name = NULL }
 };
 
-static const struct field rat_fields[] = {
+const struct field config_rat_fields[] = {
 	FIELD(struct rat_rule, recipient, F_STR, .required = true, .check = check_rat_recipient),
 	FIELD(struct rat_rule, action, F_ENUM, .required = true, .words = rat_words),
 	{ .name = NULL }
 };
 
-static const struct field route_fields[] = {
+const struct field config_route_fields[] = {
 	FIELD(struct route, domain, F_STR, .required = true, .check = check_route_domain),
 	SPECIAL("to"),
 	{ .name = NULL }
 };
 
 /* printed in this order; groups whose fields address struct config directly sit at 0 */
-static const struct field root_fields[] = {
+const struct field config_root_fields[] = {
 	FIELD(struct config, hostname, F_STR, .check = check_hostname),
 	FIELD(struct config, spool, F_STR, .dflt = "/var/spool/mailgate"),
 	FIELD(struct config, control, F_STR, .dflt = "/run/mailgate/control.sock"),
@@ -232,7 +199,7 @@ static const struct field root_fields[] = {
 	FIELD(struct config, dns, F_GROUP, .sub = dns_fields),
 	FIELD(struct config, tls, F_GROUP, .sub = tls_fields),
 	{ .name = "auth", .type = F_GROUP, .off = 0, .sub = auth_fields },
-	FIELD(struct config, policy_defaults, F_GROUP, .sub = policy_fields),
+	FIELD(struct config, policy_defaults, F_GROUP, .sub = config_policy_fields),
 	SPECIAL("policies"),
 	SPECIAL("listeners"),
 	SPECIAL("routes"),
@@ -248,13 +215,6 @@ struct loadctx {
 	size_t errlen, used;
 	int nerr;
 };
-
-typedef char **strv;
-
-#define AT(base, f, T)	((T *)(void *)((char *)(base) + (f)->off))
-#define CAT(base, f, T)	((const T *)(const void *)((const char *)(base) + (f)->off))
-#define COUNT(base, f)	(*(size_t *)(void *)((char *)(base) + (f)->off_n))
-#define CCOUNT(base, f)	(*(const size_t *)(const void *)((const char *)(base) + (f)->off_n))
 
 static void __attribute__((noreturn))
 oom(void)
@@ -637,15 +597,6 @@ set_enum(void *base, const struct field *f, int v)
 }
 
 static int
-get_enum(const void *base, const struct field *f)
-{
-	int v;
-
-	memcpy(&v, CAT(base, f, char), sizeof(v));
-	return v;
-}
-
-static int
 word_index(const char *const *words, const char *s)
 {
 	for (int i = 0; words[i] != NULL; i++)
@@ -665,19 +616,9 @@ store_number(void *base, const struct field *f, uint64_t v)
 		*AT(base, f, unsigned) = (unsigned)v;
 }
 
-static uint64_t
-load_number(const void *base, const struct field *f)
-{
-	if (f->type == F_INT)
-		return (uint64_t)*CAT(base, f, int);
-	if (f->type == F_U64 || f->type == F_SIZE)
-		return *CAT(base, f, uint64_t);
-	return *CAT(base, f, unsigned);
-}
-
 /* sizes and durations in their unit, for messages and printing; true if a string */
-static bool
-fmt_number(char *buf, size_t cap, const struct field *f, uint64_t v)
+bool
+config_fmt_number(char *buf, size_t cap, const struct field *f, uint64_t v)
 {
 	if (f->type == F_SIZE || f->type == F_DURATION)
 		return fmt_unit(buf, cap, v, f->type == F_DURATION);
@@ -788,8 +729,8 @@ get_number(struct loadctx *ctx, const config_setting_t *s, const struct field *f
 	}
 	if (ll >= 0 && *out >= f->min && *out <= f->max)
 		return 0;
-	fmt_number(lo, sizeof(lo), f, f->min);
-	fmt_number(hi, sizeof(hi), f, f->max);
+	config_fmt_number(lo, sizeof(lo), f, f->min);
+	config_fmt_number(hi, sizeof(hi), f, f->max);
 	lerr(ctx, s, "value out of range (%s..%s)", lo, hi);
 	return -1;
 }
@@ -1017,14 +958,14 @@ parse_policies(struct loadctx *ctx, const config_setting_t *s)
 			lerr(ctx, m, "\"%s\" is reserved", DEFAULTS_NAME);
 			continue;
 		}
-		if (!check_group(ctx, m, policy_fields))
+		if (!check_group(ctx, m, config_policy_fields))
 			continue;
 		*p = cfg->policy_defaults;
-		dup_fields(policy_fields, p);
+		dup_fields(config_policy_fields, p);
 		p->name = xstrdup(config_setting_name(m));
 		p->line = config_setting_source_line(m);
 		cfg->n_policies++;
-		parse_fields(ctx, m, policy_fields, p);
+		parse_fields(ctx, m, config_policy_fields, p);
 	}
 }
 
@@ -1123,10 +1064,10 @@ parse_hat_rule(struct loadctx *ctx, const config_setting_t *s, struct hat_rule *
 	char why[128];
 	int n;
 
-	if (!check_group(ctx, s, hat_fields))
+	if (!check_group(ctx, s, config_hat_fields))
 		return;
 	r->line = config_setting_source_line(s);
-	parse_fields(ctx, s, hat_fields, r);
+	parse_fields(ctx, s, config_hat_fields, r);
 	if (m == NULL)
 		lerr(ctx, s, "missing required setting \"policy\"");
 	else if (config_setting_type(m) != CONFIG_TYPE_STRING)
@@ -1173,7 +1114,7 @@ parse_listener(struct loadctx *ctx, const config_setting_t *s, struct listener_c
 	const char *v;
 	int n;
 
-	if (!check_group(ctx, s, listener_fields))
+	if (!check_group(ctx, s, config_listener_fields))
 		return;
 	l->line = config_setting_source_line(s);
 	l->public = true;
@@ -1185,10 +1126,10 @@ parse_listener(struct loadctx *ctx, const config_setting_t *s, struct listener_c
 		else if (strcasecmp(v, "public") != 0)
 			lerr(ctx, m, "expected \"public\" or \"private\"");
 	}
-	apply_defaults(listener_fields, l);
+	apply_defaults(config_listener_fields, l);
 	l->max_connections = ctx->cfg->limits.max_connections;
 	l->ipmm = !l->public;		/* mail merge is for trusted injectors */
-	parse_fields(ctx, s, listener_fields, l);
+	parse_fields(ctx, s, config_listener_fields, l);
 	for (const struct listener_conf *o = ctx->cfg->listeners; o < l; o++)
 		if (l->name != NULL && o->name != NULL && strcmp(o->name, l->name) == 0)
 			lerr(ctx, config_setting_get_member(s, "name"), "duplicate listener "
@@ -1204,6 +1145,9 @@ parse_listener(struct loadctx *ctx, const config_setting_t *s, struct listener_c
 		for (int i = 0; i < n; i++)
 			parse_hat_rule(ctx, config_setting_get_elem(m, (unsigned)i), &l->hat[i]);
 	}
+	/* the rules and their policies are final: hat_match() uses this from now on */
+	if ((l->hat_index = hat_index_build(l->hat, l->n_hat)) == NULL)
+		oom();
 	if ((m = config_setting_get_member(s, "rat")) != NULL &&
 	    (n = group_list_len(ctx, m)) >= 0) {
 		l->rat = xcalloc((size_t)n, sizeof(struct rat_rule));
@@ -1212,8 +1156,8 @@ parse_listener(struct loadctx *ctx, const config_setting_t *s, struct listener_c
 			const config_setting_t *e = config_setting_get_elem(m, (unsigned)i);
 
 			l->rat[i].line = config_setting_source_line(e);
-			if (check_group(ctx, e, rat_fields))
-				parse_fields(ctx, e, rat_fields, &l->rat[i]);
+			if (check_group(ctx, e, config_rat_fields))
+				parse_fields(ctx, e, config_rat_fields, &l->rat[i]);
 		}
 	}
 }
@@ -1257,16 +1201,17 @@ listener_free(struct listener_conf *l)
 	for (size_t i = 0; i < l->n_addrs; i++)
 		free(l->addrs[i].text);
 	free(l->addrs);
-	free_fields(listener_fields, l);
+	free_fields(config_listener_fields, l);
+	hat_index_free(l->hat_index);
 	for (size_t i = 0; i < l->n_hat; i++) {
 		for (size_t j = 0; j < l->hat[i].n_hosts; j++)
 			hat_host_free(&l->hat[i].hosts[j]);
 		free(l->hat[i].hosts);
-		free_fields(hat_fields, &l->hat[i]);
+		free_fields(config_hat_fields, &l->hat[i]);
 	}
 	free(l->hat);
 	for (size_t i = 0; i < l->n_rat; i++)
-		free_fields(rat_fields, &l->rat[i]);
+		free_fields(config_rat_fields, &l->rat[i]);
 	free(l->rat);
 }
 
@@ -1313,7 +1258,7 @@ parse_target(const char *text, struct route_target *t)
 static void
 route_free(struct route *r)
 {
-	free_fields(route_fields, r);
+	free_fields(config_route_fields, r);
 	for (size_t i = 0; i < r->n_to; i++) {
 		free(r->to[i].text);
 		free(r->to[i].host);
@@ -1329,10 +1274,10 @@ parse_route(struct loadctx *ctx, const config_setting_t *s, struct route *r, int
 	const char *why;
 	int n;
 
-	if (!check_group(ctx, s, route_fields))
+	if (!check_group(ctx, s, config_route_fields))
 		return;
 	r->line = config_setting_source_line(s);
-	parse_fields(ctx, s, route_fields, r);
+	parse_fields(ctx, s, config_route_fields, r);
 	for (int i = 0; i < index && r->domain != NULL; i++) {
 		const struct route *o = &ctx->cfg->routes[i];
 
@@ -1499,10 +1444,10 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	free_fields(root_fields, cfg);
+	free_fields(config_root_fields, cfg);
 	free(cfg->policy_defaults.name);
 	for (size_t i = 0; i < cfg->n_policies; i++) {
-		free_fields(policy_fields, &cfg->policies[i]);
+		free_fields(config_policy_fields, &cfg->policies[i]);
 		free(cfg->policies[i].name);
 	}
 	free(cfg->policies);
@@ -1560,11 +1505,11 @@ load_text(const char *text, const char *name, const char *incdir, char *err, siz
 	cfg = ctx.cfg = xcalloc(1, sizeof(*cfg));
 	cfg->refs = 1;
 	cfg->file = xstrdup(name);
-	apply_defaults(root_fields, cfg);
+	apply_defaults(config_root_fields, cfg);
 	cfg->policy_defaults.name = xstrdup(DEFAULTS_NAME);
 	root = config_root_setting(&lc);
-	check_group(&ctx, root, root_fields);
-	parse_fields(&ctx, root, root_fields, cfg);
+	check_group(&ctx, root, config_root_fields);
+	parse_fields(&ctx, root, config_root_fields, cfg);
 	if (cfg->hostname == NULL)
 		cfg->hostname = default_hostname();
 	/* named policies copy policy_defaults, and HAT rules point at policies */
@@ -1645,199 +1590,4 @@ config_unref(struct config *cfg)
 {
 	if (cfg != NULL && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		config_free(cfg);
-}
-
-/*
- * Printing: valid libconfig that loads back into the same config. Fields
- * print through the same tables; indent < 0 prints an entry on one line.
- */
-
-typedef void (*print_special_fn)(FILE *, const struct field *, const void *, int);
-
-static void print_fields(FILE *, const struct field *, const void *, int, print_special_fn);
-
-static void
-print_str(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(fp, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(fp, "\\x%02x", c);
-		else
-			fputc(c, fp);
-	}
-	fputc('"', fp);
-}
-
-/* [ "a", "b" ] from the char * at offset off of n structs of size stride */
-static void
-print_texts(FILE *fp, const void *first, size_t n, size_t stride, size_t off)
-{
-	fputs("[ ", fp);
-	for (size_t i = 0; i < n; i++) {
-		const char *p = (const char *)first + i * stride + off;
-
-		print_str(fp, *(char *const *)(const void *)p);
-		fputs(i + 1 < n ? ", " : " ", fp);
-	}
-	fputc(']', fp);
-}
-
-/* ( { ... }, ... ): one entry a line when oneline, else a block each */
-static void
-print_entries(FILE *fp, const void *first, size_t n, size_t stride, const struct field *tab,
-    print_special_fn special, int indent, bool oneline)
-{
-	fputs(n == 0 ? "( )" : "(\n", fp);
-	for (size_t i = 0; i < n; i++) {
-		fprintf(fp, "%*s{%s", indent + 2, "", oneline ? " " : "\n");
-		print_fields(fp, tab, (const char *)first + i * stride, oneline ? -1 : indent + 4,
-		    special);
-		fprintf(fp, "%*s}%s\n", oneline ? 0 : indent + 2, "", i + 1 < n ? "," : "");
-	}
-	if (n > 0)
-		fprintf(fp, "%*s)", indent, "");
-}
-
-static bool
-has_value(const struct field *f, const void *base)
-{
-	if (f->type == F_STR)
-		return *CAT(base, f, char *) != NULL;
-	if (f->type == F_GROUP) {
-		for (const struct field *g = f->sub; g->name != NULL; g++)
-			if (has_value(g, CAT(base, f, char)))
-				return true;
-		return false;
-	}
-	return true;
-}
-
-static void
-print_value(FILE *fp, const struct field *f, const void *base, int indent)
-{
-	char buf[32];
-
-	switch (f->type) {
-	case F_GROUP:
-		if (!has_value(f, base)) {
-			fputs("{ }", fp);
-			break;
-		}
-		fputs("{\n", fp);
-		print_fields(fp, f->sub, CAT(base, f, char), indent + 2, NULL);
-		fprintf(fp, "%*s}", indent, "");
-		break;
-	case F_STR:
-	case F_TEXT:
-		print_str(fp, *CAT(base, f, char *));
-		break;
-	case F_BOOL:
-		fputs(*CAT(base, f, bool) ? "true" : "false", fp);
-		break;
-	case F_ENUM:
-		print_str(fp, f->words[get_enum(base, f)]);
-		break;
-	case F_STRLIST:
-		print_texts(fp, *CAT(base, f, strv), CCOUNT(base, f), sizeof(char *), 0);
-		break;
-	default:
-		/* libconfig takes a plain integer as 32 bits: wider ones need the L */
-		if (fmt_number(buf, sizeof(buf), f, load_number(base, f)))
-			fprintf(fp, "\"%s\"", buf);
-		else
-			fprintf(fp, "%s%s", buf, load_number(base, f) > INT_MAX ? "L" : "");
-		break;
-	}
-}
-
-static void
-print_fields(FILE *fp, const struct field *tab, const void *base, int indent,
-    print_special_fn special)
-{
-	for (const struct field *f = tab; f->name != NULL; f++) {
-		if (f->type == F_SPECIAL ? special == NULL : !has_value(f, base) &&
-		    f->type != F_GROUP)
-			continue;
-		fprintf(fp, "%*s%s = ", indent < 0 ? 0 : indent, "", f->name);
-		if (f->type == F_SPECIAL)
-			special(fp, f, base, indent);
-		else
-			print_value(fp, f, base, indent);
-		fputs(indent < 0 ? "; " : ";\n", fp);
-	}
-}
-
-static void
-print_hat_special(FILE *fp, const struct field *f, const void *base, int indent)
-{
-	const struct hat_rule *r = base;
-
-	(void)indent;
-	if (strcmp(f->name, "hosts") == 0)
-		print_texts(fp, r->hosts, r->n_hosts, sizeof(*r->hosts),
-		    offsetof(struct hat_host, text));
-	else
-		print_str(fp, r->policy->name);
-}
-
-static void
-print_route_special(FILE *fp, const struct field *f, const void *base, int indent)
-{
-	const struct route *r = base;
-
-	(void)f;
-	(void)indent;
-	print_texts(fp, r->to, r->n_to, sizeof(*r->to), offsetof(struct route_target, text));
-}
-
-static void
-print_listener_special(FILE *fp, const struct field *f, const void *base, int indent)
-{
-	const struct listener_conf *l = base;
-
-	if (strcmp(f->name, "listen") == 0)
-		print_texts(fp, l->addrs, l->n_addrs, sizeof(*l->addrs),
-		    offsetof(struct listen_addr, text));
-	else if (strcmp(f->name, "type") == 0)
-		fputs(l->public ? "\"public\"" : "\"private\"", fp);
-	else if (strcmp(f->name, "hat") == 0)
-		print_entries(fp, l->hat, l->n_hat, sizeof(*l->hat), hat_fields,
-		    print_hat_special, indent, true);
-	else
-		print_entries(fp, l->rat, l->n_rat, sizeof(*l->rat), rat_fields, NULL,
-		    indent, true);
-}
-
-static void
-print_root_special(FILE *fp, const struct field *f, const void *base, int indent)
-{
-	const struct config *cfg = base;
-
-	if (strcmp(f->name, "listeners") == 0)
-		print_entries(fp, cfg->listeners, cfg->n_listeners, sizeof(*cfg->listeners),
-		    listener_fields, print_listener_special, indent, false);
-	else if (strcmp(f->name, "routes") == 0)
-		print_entries(fp, cfg->routes, cfg->n_routes, sizeof(*cfg->routes),
-		    route_fields, print_route_special, indent, true);
-	else {
-		fputs("{\n  # every setting of each policy, policy_defaults' ones included\n", fp);
-		for (size_t i = 0; i < cfg->n_policies; i++) {
-			fprintf(fp, "  %s = {\n", cfg->policies[i].name);
-			print_fields(fp, policy_fields, &cfg->policies[i], 4, NULL);
-			fputs("  };\n", fp);
-		}
-		fputc('}', fp);
-	}
-}
-
-void
-config_print(const struct config *cfg, FILE *fp)
-{
-	fprintf(fp, "# effective configuration of %s\n", cfg->file);
-	print_fields(fp, root_fields, cfg, 0, print_root_special);
 }

@@ -98,6 +98,7 @@ struct listener_conf {
 	size_t n_hat;
 	struct rat_rule *rat;
 	size_t n_rat;
+	struct hat_index *hat_index;		/* hat compiled for hat_match(), see hat.h */
 };
 
 enum route_target_kind {

@@ -19,6 +19,7 @@
 struct config;
 struct listener_conf;
 struct hat_rule;
+struct hat_index;
 
 enum hat_host_kind {
 	HAT_ALL,
@@ -50,10 +51,22 @@ void hat_addr_from_sockaddr(const struct sockaddr *sa, struct hat_addr *out);
  * The rule that matches a client, first match wins, top to bottom; a rule whose
  * policy action is "continue" is skipped. revname is the verified reverse name,
  * or NULL when unknown. Sets *matched to the host entry that matched. NULL when
- * no rule matches (the caller refuses the connection).
+ * no rule matches (the caller refuses the connection). Uses the listener's
+ * hat_index when it has one, else walks the rules; the answer is the same.
  */
 const struct hat_rule *hat_match(const struct listener_conf *, const struct sockaddr *sa,
     const char *revname, const struct hat_host **matched);
+
+/*
+ * A listener's rules compiled for hat_match(), built once at config load:
+ * addresses in O(log n), names in O(length of the name), whatever the number
+ * of entries. It points into rules (the rules, their hosts and their policies
+ * must outlive it and not move) and reads each rule's policy action when built,
+ * so build it after the policies are resolved. NULL when out of memory.
+ * Zero rules give an index that matches nothing.
+ */
+struct hat_index *hat_index_build(const struct hat_rule *rules, size_t n);
+void hat_index_free(struct hat_index *);
 
 /*
  * The Recipient Access Table of a public listener: does it accept this

@@ -22,6 +22,8 @@
 
 /* the output fill above which the session stops producing replies */
 #define IO_OUTPUT_HIGH	(256 * 1024)
+/* the input we hold unprocessed (waiting on DNS or the disk) before we stop reading */
+#define IO_INPUT_HIGH	(256 * 1024)
 
 struct io {
 	struct bufferevent *bev;
@@ -84,6 +86,7 @@ io_new(struct event_base *base, int fd, const struct io_callbacks *cb, void *arg
 	io->arg = arg;
 	/* drained fires when the output is empty again */
 	bufferevent_setwatermark(io->bev, EV_WRITE, 0, 0);
+	bufferevent_setwatermark(io->bev, EV_READ, 0, IO_INPUT_HIGH);
 	bufferevent_setcb(io->bev, io_readcb, io_writecb, io_eventcb, io);
 	bufferevent_enable(io->bev, EV_READ | EV_WRITE);
 	return io;

@@ -27,6 +27,8 @@
 /* how long accepting pauses when the process is out of descriptors */
 #define ACCEPT_PAUSE_SECS 1
 
+static void drain_cb(evutil_socket_t, short, void *);
+
 struct listen_socket {
 	struct listener *l;
 	struct evconnlistener *evl;
@@ -132,6 +134,11 @@ listener_open(struct server *srv, const char *name, char *err, size_t errlen)
 		return NULL;
 	}
 	l->srv = srv;
+	if ((l->ev_drain = evtimer_new(srv->base, drain_cb, l)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		listener_close(l);
+		return NULL;
+	}
 	for (size_t i = 0; i < lc->n_addrs; i++) {
 		struct listen_socket *ls;
 		int fd = bind_one(&lc->addrs[i], err, errlen);
@@ -169,6 +176,44 @@ listener_open(struct server *srv, const char *name, char *err, size_t errlen)
 	return l;
 }
 
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	struct smtp_session *s, *next;
+
+	(void)fd;
+	(void)what;
+	l->draining = true;
+	maillog(LOG_INFO, NULL, "listener %s: grace delay over, closing its %u sessions",
+	    l->name, l->n_sessions);
+	for (s = l->srv->sessions; s != NULL; s = next) {
+		next = smtp_session_next(s);
+		if (smtp_session_listener(s) == l)
+			smtp_session_drain(s);
+	}
+}
+
+void
+listener_suspend(struct listener *l, unsigned grace)
+{
+	struct timeval tv = { grace, 0 };
+
+	l->suspended = true;
+	if (l->draining)
+		return;
+	evtimer_del(l->ev_drain);
+	evtimer_add(l->ev_drain, &tv);
+}
+
+void
+listener_resume(struct listener *l)
+{
+	l->suspended = false;
+	l->draining = false;
+	evtimer_del(l->ev_drain);
+}
+
 void
 listener_disable(struct listener *l)
 {
@@ -191,6 +236,8 @@ listener_close(struct listener *l)
 		free(ls);
 	}
 	free(l->socks);
+	if (l->ev_drain)
+		event_free(l->ev_drain);
 	free(l->name);
 	free(l);
 }

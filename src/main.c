@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control_cmd.h"
+#include "explain.h"
+#include "probe.h"
 #include "queue_cmd.h"
 #include "server.h"
 
@@ -27,6 +30,11 @@ struct subcommand {
 static int cmd_serve(int, char **);
 static int cmd_check(int, char **);
 static int cmd_queue(int, char **);
+static int cmd_status(int, char **);
+static int cmd_reload(int, char **);
+static int cmd_listener(int, char **);
+static int cmd_probe(int, char **);
+static int cmd_explain(int, char **);
 static int cmd_help(int, char **);
 
 static const struct subcommand subcommands[] = {
@@ -36,6 +44,16 @@ static const struct subcommand subcommands[] = {
 	    "validate a config and print the effective one" },
 	{ "queue", cmd_queue, "mailgate queue [-c FILE] list [--json] | show MID",
 	    "list the queued messages, or show one" },
+	{ "status", cmd_status, "mailgate status [-c FILE] [detail] [--json]",
+	    "counters and gauges of the running server" },
+	{ "reload", cmd_reload, "mailgate reload [-c FILE]",
+	    "make the running server reload its config (same as SIGHUP)" },
+	{ "listener", cmd_listener, "mailgate listener [-c FILE] suspend|resume NAME",
+	    "stop accepting on a listener (suspend NAME [SECONDS]: default 30), or start again" },
+	{ "probe", cmd_probe, "mailgate probe [OPTIONS] HOST[:PORT]",
+	    "the telnet test of an SMTP server, automated and explained (--help: options)" },
+	{ "explain", cmd_explain, "mailgate explain [-c FILE] REPLY...",
+	    "what a reply means, the setting behind it and what the sender should do" },
 	{ "help", cmd_help, "mailgate help [SUBCOMMAND]", "usage of mailgate or of a subcommand" },
 };
 
@@ -53,7 +71,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: mailgate SUBCOMMAND [ARGS]\n\nsubcommands:\n");
 	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-		fprintf(f, "  %-50s %s\n", subcommands[i].usage, subcommands[i].summary);
+		fprintf(f, "  %s\n      %s\n", subcommands[i].usage, subcommands[i].summary);
 	fprintf(f, "\nWithout -c, ./mailgate.conf is used if it exists, else the embedded "
 	    "default.\n");
 }
@@ -69,12 +87,16 @@ is_help(const char *a)
  * argv. Returns 0, or -1 on a usage error. *path is NULL when not given.
  */
 static int
-take_config_opt(int *argc, char **argv, const char **path)
+take_config_opt(int *argc, char **argv, const char **path, bool anywhere)
 {
 	*path = NULL;
 	for (int i = 1; i < *argc; i++) {
-		if (strcmp(argv[i], "-c") != 0)
+		if (strcmp(argv[i], "-c") != 0) {
+			/* explain's words are free text: there -c counts only first */
+			if (!anywhere)
+				break;
 			continue;
+		}
 		if (i + 1 >= *argc || *path != NULL)
 			return -1;
 		*path = argv[i + 1];
@@ -126,7 +148,7 @@ cmd_serve(int argc, char **argv)
 
 	if (argc > 1 && is_help(argv[1]))
 		return sub_usage("serve", stdout, 0);
-	if (take_config_opt(&argc, argv, &given) == -1 || argc != 1)
+	if (take_config_opt(&argc, argv, &given, true) == -1 || argc != 1)
 		return sub_usage("serve", stderr, EXIT_USAGE);
 	if ((cfg = load_config(given, &path, &status)) == NULL)
 		return status;
@@ -142,7 +164,7 @@ cmd_check(int argc, char **argv)
 
 	if (argc > 1 && is_help(argv[1]))
 		return sub_usage("check", stdout, 0);
-	if (take_config_opt(&argc, argv, &given) == -1 || argc != 1)
+	if (take_config_opt(&argc, argv, &given, true) == -1 || argc != 1)
 		return sub_usage("check", stderr, EXIT_USAGE);
 	if ((cfg = load_config(given, NULL, &status)) == NULL)
 		return status;
@@ -160,12 +182,99 @@ cmd_queue(int argc, char **argv)
 
 	if (argc > 1 && is_help(argv[1]))
 		return sub_usage("queue", stdout, 0);
-	if (take_config_opt(&argc, argv, &given) == -1 || argc < 2)
+	if (take_config_opt(&argc, argv, &given, true) == -1 || argc < 2)
 		return sub_usage("queue", stderr, EXIT_USAGE);
 	if ((cfg = load_config(given, NULL, &status)) == NULL)
 		return status;
 	status = queue_cmd_main(argc - 1, argv + 1, cfg->spool);
 	config_unref(cfg);
+	return status;
+}
+
+/* the control subcommands: the config only names the control socket */
+static int
+cmd_status(int argc, char **argv)
+{
+	const char *given;
+	struct config *cfg;
+	int status;
+
+	/* --help before or after -c FILE */
+	if (take_config_opt(&argc, argv, &given, true) == -1)
+		return sub_usage("status", stderr, EXIT_USAGE);
+	if (argc > 1 && is_help(argv[1]))
+		return sub_usage("status", stdout, 0);
+	if ((cfg = load_config(given, NULL, &status)) == NULL)
+		return status;
+	status = control_cmd_status(argc, argv, cfg);
+	config_unref(cfg);
+	return status;
+}
+
+static int
+cmd_reload(int argc, char **argv)
+{
+	const char *given;
+	struct config *cfg;
+	int status;
+
+	/* --help before or after -c FILE */
+	if (take_config_opt(&argc, argv, &given, true) == -1)
+		return sub_usage("reload", stderr, EXIT_USAGE);
+	if (argc > 1 && is_help(argv[1]))
+		return sub_usage("reload", stdout, 0);
+	if ((cfg = load_config(given, NULL, &status)) == NULL)
+		return status;
+	status = control_cmd_reload(argc, argv, cfg);
+	config_unref(cfg);
+	return status;
+}
+
+static int
+cmd_listener(int argc, char **argv)
+{
+	const char *given;
+	struct config *cfg;
+	int status;
+
+	/* --help before or after -c FILE */
+	if (take_config_opt(&argc, argv, &given, true) == -1)
+		return sub_usage("listener", stderr, EXIT_USAGE);
+	if (argc > 1 && is_help(argv[1]))
+		return sub_usage("listener", stdout, 0);
+	if ((cfg = load_config(given, NULL, &status)) == NULL)
+		return status;
+	status = control_cmd_listener(argc, argv, cfg);
+	config_unref(cfg);
+	return status;
+}
+
+static int
+cmd_probe(int argc, char **argv)
+{
+	return probe_main(argc, argv);
+}
+
+/* explain shows current values, but a broken config must not stop an explanation */
+static int
+cmd_explain(int argc, char **argv)
+{
+	const char *given;
+	struct config *cfg;
+	int status;
+
+	if (argc > 1 && is_help(argv[1]))
+		return explain_main(argc, argv, NULL);
+	if (take_config_opt(&argc, argv, &given, false) == -1)
+		return sub_usage("explain", stderr, EXIT_USAGE);
+	if ((cfg = load_config(given, NULL, &status)) == NULL && status == EXIT_USAGE)
+		return status;
+	if (cfg == NULL)
+		fprintf(stderr, "mailgate explain: the config has errors; current values are "
+		    "not shown\n");
+	status = explain_main(argc, argv, cfg);
+	if (cfg != NULL)
+		config_unref(cfg);
 	return status;
 }
 

@@ -16,19 +16,27 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "control.h"
+#include "dns.h"
+#include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
 #include "smtp_session.h"
 #include "spool.h"
 
-/* how long busy sessions may take to finish after SIGTERM */
+/* how long open sessions may go on after SIGTERM (as `listener suspend`'s default) */
 #define STOP_GRACE_SECS 30
+/* how long after that a session still in a message may take before we exit anyway */
+#define STOP_FORCE_SECS 30
 
 /* the systemd notify protocol (sd_notify(3)): one datagram, no library needed */
 static void
@@ -57,19 +65,16 @@ notify(const char *msg)
 static void
 server_stop(struct server *srv)
 {
-	struct timeval tv = { STOP_GRACE_SECS, 0 };
+	struct timeval tv = { STOP_GRACE_SECS + STOP_FORCE_SECS, 0 };
 
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
 	notify("STOPPING=1");
 	maillog(LOG_INFO, NULL, "mailgate stopping: %u open sessions", srv->n_sessions);
+	/* as a suspend of every listener: new clients get 421, open ones a grace delay */
 	for (size_t i = 0; i < srv->n_listeners; i++)
-		listener_disable(srv->listeners[i]);
-	for (struct smtp_session *s = srv->sessions, *next; s != NULL; s = next) {
-		next = smtp_session_next(s);
-		smtp_session_shutdown(s);
-	}
+		listener_suspend(srv->listeners[i], STOP_GRACE_SECS);
 	if (srv->n_sessions == 0)
 		event_base_loopexit(srv->base, NULL);
 	else
@@ -99,12 +104,13 @@ on_stop_grace(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	maillog(LOG_WARNING, NULL, "mailgate stopping: %u sessions still open after %ds, closing",
-	    srv->n_sessions, STOP_GRACE_SECS);
+	    srv->n_sessions, STOP_GRACE_SECS + STOP_FORCE_SECS);
 	event_base_loopexit(srv->base, NULL);
 }
 
-static void
-server_reload(struct server *srv)
+/* 0, or -1 with the reason in why (when given: the control socket's reload) */
+static int
+server_reload(struct server *srv, char *why, size_t whylen)
 {
 	char err[4096];
 	struct config *cfg;
@@ -114,16 +120,23 @@ server_reload(struct server *srv)
 	if (cfg == NULL) {
 		maillog(LOG_WARNING, NULL, "reload failed, keeping the running config: %s", err);
 		notify("READY=1");
-		return;
+		if (why) {
+			err[strcspn(err, "\n")] = '\0';
+			snprintf(why, whylen, "reload failed, keeping the running config: %s", err);
+		}
+		return -1;
 	}
 	/* listening sockets are bound at start: a new or moved listener needs a restart */
 	for (size_t i = 0; i < srv->n_listeners; i++) {
 		if (config_listener(cfg, srv->listeners[i]->name) == NULL) {
 			maillog(LOG_WARNING, NULL, "reload refused: listener %s is gone from the "
 			    "config (restart to remove it)", srv->listeners[i]->name);
+			if (why)
+				snprintf(why, whylen, "reload refused: listener %s is gone from the "
+				    "config (restart to remove it)", srv->listeners[i]->name);
 			config_unref(cfg);
 			notify("READY=1");
-			return;
+			return -1;
 		}
 	}
 	if (maillog_open(cfg->log.file, cfg->log.format) == -1)
@@ -133,6 +146,7 @@ server_reload(struct server *srv)
 	srv->cfg = cfg;
 	maillog(LOG_INFO, NULL, "reloaded the configuration from %s", cfg->file);
 	notify("READY=1");
+	return 0;
 }
 
 static void
@@ -140,19 +154,123 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
 	(void)what;
-	server_reload(arg);
+	(void)server_reload(arg, NULL, 0);
+}
+
+
+/* `mailgate status`: counters and gauges (args "detail" is for later counters) */
+static json_t *
+server_ctl_status(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	struct server *srv = arg;
+	struct timespec now;
+	json_t *res, *ls = json_array();
+
+	(void)args;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (size_t i = 0; ls != NULL && i < srv->n_listeners; i++) {
+		const struct listener *l = srv->listeners[i];
+
+		if (json_array_append_new(ls, json_pack("{s:s, s:I, s:b}", "name", l->name,
+		    "sessions", (json_int_t)l->n_sessions, "suspended", l->suspended)) == -1) {
+			json_decref(ls);
+			ls = NULL;
+		}
+	}
+	res = ls == NULL ? NULL : json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:O}",
+	    "pid", (json_int_t)getpid(),
+	    "uptime", (json_int_t)(now.tv_sec - srv->started.tv_sec),
+	    "sessions", (json_int_t)srv->n_sessions,
+	    "connections_total", (json_int_t)srv->next_icid,
+	    "queue", "messages", (json_int_t)spool_count(srv->spool),
+	    "bytes", (json_int_t)spool_bytes(srv->spool),
+	    "listeners", ls);
+	json_decref(ls);
+	if (res == NULL)
+		snprintf(err, errlen, "out of memory");
+	return res;
+}
+
+static struct listener *
+server_find_listener(struct server *srv, const json_t *args, char *err, size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(args, "name"));
+
+	for (size_t i = 0; name != NULL && i < srv->n_listeners; i++)
+		if (strcmp(srv->listeners[i]->name, name) == 0)
+			return srv->listeners[i];
+	snprintf(err, errlen, "no listener named %s", name ? name : "(none given)");
+	return NULL;
+}
+
+/* `mailgate listener suspend NAME [SECONDS]` */
+static json_t *
+server_ctl_suspend(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	struct server *srv = arg;
+	struct listener *l = server_find_listener(srv, args, err, errlen);
+	json_t *v = json_object_get(args, "seconds");
+	json_int_t secs = v ? json_integer_value(v) : 30;
+
+	if (l == NULL)
+		return NULL;
+	if (secs < 0 || secs > 86400) {
+		snprintf(err, errlen, "a grace delay from 0 to 86400 seconds, not %lld",
+		    (long long)secs);
+		return NULL;
+	}
+	listener_suspend(l, (unsigned)secs);
+	maillog(LOG_INFO, NULL, "listener %s suspended: open sessions have %llds to finish",
+	    l->name, (long long)secs);
+	return json_pack("{s:s, s:b, s:I}", "name", l->name, "suspended", 1, "seconds", secs);
+}
+
+/* `mailgate listener resume NAME` */
+static json_t *
+server_ctl_resume(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	struct server *srv = arg;
+	struct listener *l = server_find_listener(srv, args, err, errlen);
+
+	if (l == NULL)
+		return NULL;
+	if (srv->stopping) {
+		snprintf(err, errlen, "the server is stopping");
+		return NULL;
+	}
+	listener_resume(l);
+	maillog(LOG_INFO, NULL, "listener %s resumed", l->name);
+	return json_pack("{s:s, s:b}", "name", l->name, "suspended", 0);
+}
+
+/* `mailgate reload`: what SIGHUP does, with the outcome told to the caller */
+static json_t *
+server_ctl_reload(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	json_t *res;
+
+	(void)args;
+	if (server_reload(arg, err, errlen) == -1)
+		return NULL;
+	if ((res = json_pack("{s:b}", "reloaded", 1)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	return res;
 }
 
 static void
 server_cleanup(struct server *srv)
 {
+	control_close(srv->control);
 	while (srv->sessions != NULL)
 		smtp_session_kill(srv->sessions);
+	if (srv->dns)
+		dns_free(srv->dns);
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
 	if (srv->spool)
 		spool_close(srv->spool);
+	hostcount_free(srv->hosts);
 	if (srv->ev_sigterm)
 		event_free(srv->ev_sigterm);
 	if (srv->ev_sigint)
@@ -177,6 +295,7 @@ server_run(struct config *cfg, const char *config_path)
 	int status = 0;
 
 	memset(&srv, 0, sizeof(srv));
+	clock_gettime(CLOCK_MONOTONIC, &srv.started);
 	srv.cfg = cfg;
 	if (config_path && (srv.config_path = strdup(config_path)) == NULL)
 		goto fail_mem;
@@ -196,7 +315,14 @@ server_run(struct config *cfg, const char *config_path)
 		status = 2;
 		goto out;
 	}
-	if ((srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
+	if ((srv.dns = dns_new(srv.base, &cfg->dns, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailgate: dns: %s\n", err);
+		maillog(LOG_CRITICAL, NULL, "dns: %s", err);
+		status = 2;
+		goto out;
+	}
+	if ((srv.hosts = hostcount_new()) == NULL ||
+	    (srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
 		goto fail_mem;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct listener *l = listener_open(&srv, cfg->listeners[i].name, err, sizeof(err));
@@ -208,6 +334,17 @@ server_run(struct config *cfg, const char *config_path)
 		}
 		srv.listeners[srv.n_listeners++] = l;
 	}
+	if ((srv.control = control_open(srv.base, cfg->control, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailgate: %s\n", err);
+		maillog(LOG_CRITICAL, NULL, "%s", err);
+		status = 2;
+		goto out;
+	}
+	if (control_register(srv.control, "status", server_ctl_status, &srv) == -1 ||
+	    control_register(srv.control, "reload", server_ctl_reload, &srv) == -1 ||
+	    control_register(srv.control, "listener-suspend", server_ctl_suspend, &srv) == -1 ||
+	    control_register(srv.control, "listener-resume", server_ctl_resume, &srv) == -1)
+		goto fail_mem;
 	srv.ev_sigterm = evsignal_new(srv.base, SIGTERM, on_stop_signal, &srv);
 	srv.ev_sigint = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);
 	srv.ev_sighup = evsignal_new(srv.base, SIGHUP, on_hup, &srv);

@@ -10,17 +10,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct config;
 struct event_base;
 struct spool;
 struct listener;
 struct smtp_session;
+struct hostcount;
+struct control;
+struct dns;
 
 struct server {
 	struct event_base *base;
 	struct config *cfg;			/* the current config; sessions hold their own ref */
 	struct spool *spool;
+	struct hostcount *hosts;		/* per client address, across listeners */
+	struct control *control;		/* the control socket */
+	struct dns *dns;			/* client names for the HAT (off the loop) */
+	struct timespec started;		/* CLOCK_MONOTONIC, for uptime */
 	struct listener **listeners;
 	size_t n_listeners;
 	struct smtp_session *sessions;		/* every open session (a list) */

@@ -18,6 +18,7 @@
 #include "smtp_session.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -33,7 +34,9 @@
 
 #include "config.h"
 #include "data.h"
+#include "dns.h"
 #include "hat.h"
+#include "hostcount.h"
 #include "io.h"
 #include "listener.h"
 #include "maillog.h"
@@ -47,6 +50,7 @@
 #define SMTP_LINE_MAX	512
 
 enum session_state {
+	S_LOOKUP,		/* who is the client? (reverse DNS); input waits */
 	S_GREET,		/* waiting out the greet delay: any byte now is an early talker */
 	S_CMD,			/* reading command lines */
 	S_DATA,			/* reading message data, up to <CRLF>.<CRLF> */
@@ -76,6 +80,9 @@ struct smtp_session {
 	struct log_ids ids;
 	char addr[INET6_ADDRSTRLEN];
 	bool addr_v6;
+	struct sockaddr_storage peer;
+	struct hat_addr haddr;		/* the client, for per-host counting */
+	bool host_counted;		/* holds one of hostcount's connections */
 	char local[INET6_ADDRSTRLEN + 8];
 	char helo[SMTP_LINE_MAX];
 	bool helo_done;
@@ -85,7 +92,7 @@ struct smtp_session {
 	unsigned messages;
 	bool time_up;			/* max_connection_time passed during a message */
 	bool injection_up;		/* injection_timeout passed during a message */
-	bool stop_requested;		/* the server is stopping */
+	bool drain_requested;		/* suspended or stopping: 421 at the next command */
 	bool output_blocked;		/* paused until the client reads our replies */
 	struct event *ev_command;	/* command_timeout */
 	struct event *ev_lifetime;	/* max_connection_time */
@@ -93,6 +100,8 @@ struct smtp_session {
 	struct event *ev_greet;		/* greet_delay */
 	struct smtp_tx *tx;
 	struct spool_msg *committing;	/* handed to the spool, waiting for its callback */
+	struct dns_query *lookup;	/* the client's reverse name, while S_LOOKUP */
+	bool announced;			/* "New SMTP ICID" was logged */
 };
 
 struct smtp_cmd {
@@ -183,22 +192,20 @@ session_reply_code(struct smtp_session *s, enum smtp_reply_id id, int code, cons
 	if (s->state == S_CLOSING)
 		return;
 	d = smtp_reply_def(id);
-	if (d->flags & REPLY_BAD) {
-		if (++s->bad_commands > lim(s)->bad_command_limit) {
-			maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " Receiving Failed: %s%s%s%s",
-			    s->ids.icid, d->why, detail ? " (" : "", detail ? detail : "",
-			    detail ? ")" : "");
-			id = RPL_BAD_COMMAND_LIMIT;
-			code = 0;
-			arg = NULL;
-			detail = NULL;
-			d = smtp_reply_def(id);
-		}
-	}
-	if ((code ? code : d->code) >= 400)
+	if ((d->flags & REPLY_BAD) && ++s->bad_commands > lim(s)->bad_command_limit) {
+		/* the bad command gets the 421 instead; one log line says both */
+		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " Receiving Failed: %s (limit %u; "
+		    "the last: %s%s%s)", s->ids.icid, smtp_reply_def(RPL_BAD_COMMAND_LIMIT)->why,
+		    lim(s)->bad_command_limit, d->why, detail ? ": " : "", detail ? detail : "");
+		id = RPL_BAD_COMMAND_LIMIT;
+		code = 0;
+		arg = NULL;
+		d = smtp_reply_def(id);
+	} else if ((code ? code : d->code) >= 400) {
 		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " Receiving Failed: %s%s%s%s",
 		    s->ids.icid, d->why, detail ? " (" : "", detail ? detail : "",
 		    detail ? ")" : "");
+	}
 	n = smtp_reply_format_code(buf, sizeof(buf), id, code, arg);
 	io_write(s->io, buf, n);
 	if (d->flags & REPLY_CLOSE)
@@ -491,6 +498,13 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, RPL_TOO_MANY_RCPTS, NULL, d);
 		return;
 	}
+	if (s->pol->max_recipients_per_hour > 0 &&
+	    hostcount_rcpts_last_hour(s->srv->hosts, &s->haddr, time(NULL)) >=
+	    s->pol->max_recipients_per_hour) {
+		snprintf(d, sizeof(d), "limit %u per hour", s->pol->max_recipients_per_hour);
+		session_reply(s, RPL_RCPTS_PER_HOUR, NULL, d);
+		return;
+	}
 	util_escape(esc, sizeof(esc), path.addr, path.addr_len);
 	if (!rcpt_allowed(s, &path)) {
 		maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " ICID %" PRIu64 " To: <%s> Rejected by RAT",
@@ -498,10 +512,13 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, RPL_RAT_REJECT, NULL, esc);
 		return;
 	}
+	/* the hour counts what was accepted; an allocation failure costs a retry, not the session */
 	if (tx_add_rcpt(tx, path.addr) == -1) {
 		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
 		return;
 	}
+	if (s->pol->max_recipients_per_hour > 0)
+		(void)hostcount_rcpt_add(s->srv->hosts, &s->haddr, time(NULL));
 	struct log_ids ids = s->ids;
 	ids.rid = (int64_t)tx->n_rcpts - 1;
 	maillog(LOG_INFO, &ids, "MID %" PRIu64 " ICID %" PRIu64 " RID %zu To: <%s>", tx->mid,
@@ -685,14 +702,26 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 
 	smtp_split_command(line, len, &cl);
 	cmd = cl.verb_ok ? cmd_find(cl.verb, strlen(cl.verb)) : NULL;
+	if (cmd == NULL && cl.bad_bytes) {
+		/* "RSET<LF>QUIT": a known verb with a stray byte is a syntax error (replies.md 3) */
+		size_t v = 0;
+		while (v < len && v < SMTP_VERB_MAX && (isalnum((unsigned char)line[v]) ||
+		    line[v] == '-'))
+			v++;
+		if (v > 0 && v < len && line[v] != ' ' && cmd_find(line, v) != NULL) {
+			session_reply_echo(s, RPL_SYNTAX, line, len);
+			return;
+		}
+	}
 	if (cmd == NULL) {
 		char esc[128];
 		util_escape(esc, sizeof(esc), line, len < 30 ? len : 30);
 		session_reply(s, RPL_NOT_RECOGNIZED, NULL, esc);
 		return;
 	}
-	if (s->stop_requested) {
-		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname, "server stopping");
+	if (s->drain_requested) {
+		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
+		    "listener suspended or server stopping");
 		return;
 	}
 	/* a NUL, bare CR/LF or 8-bit byte: never parse past it (hostile.md 9) */
@@ -712,8 +741,9 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 static void
 session_after_message(struct smtp_session *s)
 {
-	if (s->stop_requested)
-		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname, "server stopping");
+	if (s->drain_requested)
+		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
+		    "listener suspended or server stopping");
 	else if (s->time_up)
 		session_reply(s, RPL_CONNECTION_TIME, NULL, NULL);
 	else if (s->injection_up)
@@ -879,6 +909,7 @@ session_process(struct smtp_session *s)
 			s->state = S_CMD;
 			session_reply(s, RPL_SYNC_ERROR, NULL, "input before the banner");
 			return;
+		case S_LOOKUP:
 		case S_COMMIT:
 		case S_CLOSING:
 			return;
@@ -989,19 +1020,25 @@ session_greet(struct smtp_session *s)
 static void
 session_free(struct smtp_session *s)
 {
+	if (s->lookup != NULL)
+		dns_cancel(s->lookup);
 	if (s->committing != NULL) {
 		/* the commit goes on and the message will be delivered: nobody to tell */
 		spool_msg_forget(s->committing);
 		tx_free(s);
 	}
 	tx_abort(s, "Receiving aborted: connection closed");
-	maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " close", s->ids.icid);
+	/* a client gone before it was identified was never announced: nothing to close */
+	if (s->announced)
+		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " close", s->ids.icid);
 	event_free(s->ev_command);
 	event_free(s->ev_lifetime);
 	if (s->ev_injection)
 		event_free(s->ev_injection);
 	event_free(s->ev_greet);
 	io_free(s->io);
+	if (s->host_counted)
+		hostcount_conn_close(s->srv->hosts, &s->haddr);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1045,14 +1082,112 @@ smtp_session_kill(struct smtp_session *s)
 	session_free(s);
 }
 
-void
-smtp_session_shutdown(struct smtp_session *s)
+struct listener *
+smtp_session_listener(const struct smtp_session *s)
 {
-	s->stop_requested = true;
+	return s->listener;
+}
+
+void
+smtp_session_drain(struct smtp_session *s)
+{
+	s->drain_requested = true;
 	if (s->state == S_CMD || s->state == S_GREET) {
 		s->state = S_CMD;
-		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname, "server stopping");
+		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
+		    "listener suspended or server stopping");
 	}
+}
+
+/*
+ * The client is identified (its reverse name known or not): log the connection,
+ * match the HAT, apply the connection limits, then greet or refuse.
+ */
+static void
+session_admit(struct smtp_session *s, const char *revname, bool verified)
+{
+	struct server *srv = s->srv;
+	const struct hat_rule *rule;
+	const struct hat_host *host = NULL;
+	const char *action;
+	char d[64], name[300];
+	unsigned n;
+
+	/* only a verified name may match a HAT host name (config.md) */
+	util_escape(name, sizeof(name), revname ? revname : "unknown",
+	    strlen(revname ? revname : "unknown"));
+	rule = hat_match(s->lc, (struct sockaddr *)&s->peer, verified ? revname : NULL, &host);
+	s->pol = rule ? rule->policy : &s->cfg->policy_defaults;
+	action = !rule ? "REJECT" :
+	    s->pol->action == ACTION_RELAY ? "RELAY" :
+	    s->pol->action == ACTION_REJECT ? "REJECT" :
+	    s->pol->action == ACTION_TCPREFUSE ? "TCPREFUSE" : "ACCEPT";
+
+	/* a refused TCP connection gets no ICID of its own: the reference logs it as 0 */
+	if (rule != NULL && s->pol->action == ACTION_TCPREFUSE)
+		s->ids.icid = 0;
+	else
+		s->ids.icid = ++srv->next_icid;
+	s->announced = true;
+	maillog(LOG_INFO, &s->ids,
+	    "New SMTP ICID %" PRIu64 " interface %s (%s) address %s reverse dns host %s "
+	    "verified %s", s->ids.icid, s->lc->name, s->local, s->addr, name,
+	    verified ? "yes" : "no");
+	maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " %s SG %s match %s", s->ids.icid, action,
+	    rule ? rule->group : "(none)", host ? host->text : "(none)");
+	if (rule != NULL && s->pol->action == ACTION_TCPREFUSE) {
+		session_close(s);
+		return;
+	}
+
+	timer_arm(s->ev_lifetime, lim(s)->max_connection_time);
+	if (s->lc->public)
+		timer_arm(s->ev_injection, lim(s)->injection_timeout);
+
+	if (rule == NULL || s->pol->action == ACTION_REJECT) {
+		char arg[512];
+		snprintf(arg, sizeof(arg), "%s %s", s->cfg->hostname, s->pol->reject_text);
+		session_reply_code(s, RPL_HAT_REJECT, s->pol->reject_code, arg,
+		    rule ? rule->group : "no sender group matched");
+		return;
+	}
+	if (srv->stopping || s->listener->suspended) {
+		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
+		    srv->stopping ? "server stopping" : "listener suspended");
+		return;
+	}
+	if (srv->n_sessions > lim(s)->max_connections) {
+		snprintf(d, sizeof(d), "limit %u", lim(s)->max_connections);
+		session_reply(s, RPL_CONN_TO_HOST, NULL, d);
+		return;
+	}
+	if (s->listener->n_sessions > s->lc->max_connections) {
+		snprintf(d, sizeof(d), "limit %u", s->lc->max_connections);
+		session_reply(s, RPL_CONN_TO_LISTENER, NULL, d);
+		return;
+	}
+	if ((n = hostcount_conn_open(srv->hosts, &s->haddr)) > 0)
+		s->host_counted = true;
+	if (s->pol->max_connections_per_host > 0 && n > s->pol->max_connections_per_host) {
+		snprintf(d, sizeof(d), "limit %u", s->pol->max_connections_per_host);
+		session_reply(s, RPL_CONN_FROM_HOST, NULL, d);
+		return;
+	}
+	if (s->pol->greet_delay > 0) {
+		s->state = S_GREET;
+		timer_arm(s->ev_greet, s->pol->greet_delay);
+		return;
+	}
+	session_greet(s);
+}
+
+static void
+session_identified(void *arg, const char *name, bool verified)
+{
+	struct smtp_session *s = arg;
+
+	s->lookup = NULL;
+	session_admit(s, name, verified);
 }
 
 void
@@ -1061,24 +1196,20 @@ smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, sockl
 {
 	struct server *srv = l->srv;
 	struct smtp_session *s;
-	const struct hat_rule *rule;
-	const struct hat_host *host = NULL;
-	const char *action;
-	char d[64];
 
-	(void)salen;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		close(fd);
 		return;
 	}
+	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);
 	s->lc = config_listener(s->cfg, l->name);
-	s->ids.icid = ++srv->next_icid;
 	s->ids.rid = -1;
 	sockaddr_text(sa, s->addr, sizeof(s->addr), &s->addr_v6);
+	hat_addr_from_sockaddr(sa, &s->haddr);
 	util_strlcpy(s->local, local_text, sizeof(s->local));
-	s->state = S_CMD;
+	s->state = S_LOOKUP;
 	s->io = io_new(srv->base, fd, &session_io, s);
 	s->ev_command = evtimer_new(srv->base, on_command_timeout, s);
 	s->ev_lifetime = evtimer_new(srv->base, on_lifetime, s);
@@ -1110,54 +1241,11 @@ smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, sockl
 	srv->sessions = s;
 	srv->n_sessions++;
 	io_set_write_timeout(s->io, lim(s)->command_timeout);
-
-	/* reverse DNS comes with the HAT issue; until then every client is unknown */
-	maillog(LOG_INFO, &s->ids,
-	    "New SMTP ICID %" PRIu64 " interface %s (%s) address %s reverse dns host unknown "
-	    "verified no", s->ids.icid, s->lc->name, s->local, s->addr);
-
-	rule = hat_match(s->lc, sa, NULL, &host);
-	s->pol = rule ? rule->policy : &s->cfg->policy_defaults;
-	action = !rule ? "REJECT" :
-	    s->pol->action == ACTION_RELAY ? "RELAY" :
-	    s->pol->action == ACTION_REJECT ? "REJECT" :
-	    s->pol->action == ACTION_TCPREFUSE ? "TCPREFUSE" : "ACCEPT";
-	maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " %s SG %s match %s", s->ids.icid, action,
-	    rule ? rule->group : "(none)", host ? host->text : "(none)");
-
-	timer_arm(s->ev_lifetime, lim(s)->max_connection_time);
-	if (s->lc->public)
-		timer_arm(s->ev_injection, lim(s)->injection_timeout);
-
-	if (rule == NULL || s->pol->action == ACTION_REJECT) {
-		char arg[512];
-		snprintf(arg, sizeof(arg), "%s %s", s->cfg->hostname, s->pol->reject_text);
-		session_reply_code(s, RPL_HAT_REJECT, s->pol->reject_code, arg,
-		    rule ? rule->group : "no sender group matched");
+	if (!s->cfg->dns.reverse_lookups) {
+		session_admit(s, NULL, false);
 		return;
 	}
-	if (s->pol->action == ACTION_TCPREFUSE) {
-		session_close(s);
-		return;
-	}
-	if (srv->stopping) {
-		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname, "server stopping");
-		return;
-	}
-	if (srv->n_sessions > lim(s)->max_connections) {
-		snprintf(d, sizeof(d), "limit %u", lim(s)->max_connections);
-		session_reply(s, RPL_CONN_TO_HOST, NULL, d);
-		return;
-	}
-	if (l->n_sessions > s->lc->max_connections) {
-		snprintf(d, sizeof(d), "limit %u", s->lc->max_connections);
-		session_reply(s, RPL_CONN_TO_LISTENER, NULL, d);
-		return;
-	}
-	if (s->pol->greet_delay > 0) {
-		s->state = S_GREET;
-		timer_arm(s->ev_greet, s->pol->greet_delay);
-		return;
-	}
-	session_greet(s);
+	/* the HAT may name hosts: learn the client's verified name first, off the loop */
+	if ((s->lookup = dns_lookup_client(srv->dns, sa, session_identified, s)) == NULL)
+		session_admit(s, NULL, false);
 }

@@ -16,8 +16,14 @@ struct smtp_session;
 void smtp_session_accept(struct listener *, int fd, const struct sockaddr *sa,
     socklen_t salen, const char *local_text);
 
-/* the server is stopping: answer 421 at the next command and close */
-void smtp_session_shutdown(struct smtp_session *);
+/*
+ * The session's listener is suspended (or the server stopping) and the grace
+ * delay is over: 421 now if idle, else at the next command or after the message.
+ */
+void smtp_session_drain(struct smtp_session *);
+
+/* the listener a session came in on */
+struct listener *smtp_session_listener(const struct smtp_session *);
 
 /* the server's list of sessions */
 struct smtp_session *smtp_session_next(struct smtp_session *);

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 /* ASCII classes by hand: <ctype.h> depends on the locale and on signedness */
 static bool
@@ -332,13 +333,18 @@ parse_params(const char *p, size_t len, struct smtp_params *params, struct smtp_
 
 		for (k = s; k < e && p[k] != '='; k++)
 			;
-		if (k == s || k - s >= sizeof(pm->key) || !is_alnum((unsigned char)p[s]))
+		if (k == s || !is_alnum((unsigned char)p[s]))
 			return SMTP_PARSE_SYNTAX;
+		/*
+		 * A long keyword is kept cut in key[] (it matches no keyword we know, so the
+		 * session answers 504 with the whole of it from key_raw), not refused as syntax.
+		 */
 		for (j = s; j < k; j++) {
 			unsigned char c = (unsigned char)p[j];
 			if (!is_alnum(c) && c != '-')
 				return SMTP_PARSE_SYNTAX;
-			pm->key[j - s] = (char)to_upper(c);
+			if (j - s < sizeof(pm->key) - 1)
+				pm->key[j - s] = (char)to_upper(c);
 		}
 		pm->key_raw.p = p + s;
 		pm->key_raw.len = k - s;
@@ -357,7 +363,8 @@ parse_params(const char *p, size_t len, struct smtp_params *params, struct smtp_
 		}
 		/* a repeated keyword: which one would count is anyone's guess */
 		for (j = 0; j < params->n; j++)
-			if (strcmp(params->p[j].key, pm->key) == 0)
+			if (params->p[j].key_raw.len == pm->key_raw.len &&
+			    strncasecmp(params->p[j].key_raw.p, pm->key_raw.p, pm->key_raw.len) == 0)
 				return SMTP_PARSE_SYNTAX;
 		params->n++;
 	}

@@ -3,7 +3,9 @@
  * partial, ALL, name, suffix) matched and not matched at its edges, IPv4
  * clients given both as AF_INET and as v4-mapped AF_INET6, the malformed
  * forms with their reasons, the rule walk (first match wins, rules with a
- * "continue" policy skipped) and the RAT's recipient forms.
+ * "continue" policy skipped) and the RAT's recipient forms. The index
+ * (hat_index_build()) is checked against the walk: on the golden cases, on
+ * overlapping entries, and on thousands of random rule sets and clients.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,6 +69,11 @@ host_matches(const char *host, const char *client, const char *revname, bool map
 		assert_ptr_equal(r, &rule);
 		assert_ptr_equal(matched, &h);
 	}
+	/* every golden case once more through the index */
+	assert_non_null(l.hat_index = hat_index_build(&rule, 1));
+	assert_ptr_equal(hat_match(&l, (struct sockaddr *)&ss, revname, &matched), r);
+	assert_ptr_equal(matched, r != NULL ? &h : NULL);
+	hat_index_free(l.hat_index);
 	hat_host_free(&h);
 	return r != NULL;
 }
@@ -616,6 +623,399 @@ test_rat_from_config(void **state)
 	config_unref(c);
 }
 
+/*
+ * The index (hat_index_build()) against the walk: hat_match() walks the rules
+ * when the listener has no index, so the same listener asked with and without
+ * one must give the same rule and the same host, on every case.
+ */
+static const char *
+match_both(struct listener_conf *l, struct hat_index *ix, const char *client, bool mapped,
+    const char *revname, const char **host)
+{
+	struct sockaddr_storage ss;
+	const struct hat_host *m1 = NULL, *m2 = NULL;
+	const struct hat_rule *r1, *r2;
+
+	make_sa(client, mapped, &ss);
+	l->hat_index = NULL;
+	r1 = hat_match(l, (struct sockaddr *)&ss, revname, &m1);
+	l->hat_index = ix;
+	r2 = hat_match(l, (struct sockaddr *)&ss, revname, &m2);
+	if (r1 != r2 || m1 != m2)
+		print_error("client %s%s rev %s: walk %s/%s, index %s/%s\n",
+		    mapped ? "::ffff:" : "", client, revname ? revname : "(null)",
+		    r1 ? r1->group : "-", m1 ? m1->text : "-",
+		    r2 ? r2->group : "-", m2 ? m2->text : "-");
+	assert_ptr_equal(r1, r2);
+	assert_ptr_equal(m1, m2);
+	if (host != NULL)
+		*host = m2 != NULL ? m2->text : NULL;
+	return r2 != NULL ? r2->group : NULL;
+}
+
+/* overlapping ranges, names and suffixes: the earliest rule, then its first host */
+static void
+test_index_first_match(void **state)
+{
+	struct fixture f;
+	struct hat_index *ix;
+	const char *host;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	add_rule(&f, "WATCH", ACTION_CONTINUE, "10.1.2.0/24", "mail.example.com");
+	add_rule(&f, "NARROW", ACTION_RELAY, "10.1.2.5-9", "mail.example.com");
+	add_rule(&f, "WIDE", ACTION_REJECT, "10.0.0.0/8", ".example.com");
+	add_rule(&f, "V6", ACTION_ACCEPT, "2001:db8::/32", "ffff::/16");
+	assert_non_null(ix = hat_index_build(f.rules, f.l.n_hat));
+
+	/* inside the narrow range the earlier rule wins; around it the wide one */
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.7", false, NULL, &host), "NARROW");
+	assert_string_equal(host, "10.1.2.5-9");
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.5", true, NULL, NULL), "NARROW");
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.9", false, NULL, NULL), "NARROW");
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.4", false, NULL, &host), "WIDE");
+	assert_string_equal(host, "10.0.0.0/8");
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.10", true, NULL, NULL), "WIDE");
+	assert_string_equal(match_both(&f.l, ix, "10.255.255.255", false, NULL, NULL), "WIDE");
+	assert_null(match_both(&f.l, ix, "11.0.0.0", false, NULL, &host));
+	assert_null(host);
+	assert_null(match_both(&f.l, ix, "9.255.255.255", false, NULL, NULL));
+	/* two hosts of one rule match: the first is reported, as the walk does */
+	assert_string_equal(match_both(&f.l, ix, "10.1.2.6", false, "mail.example.com", &host),
+	    "NARROW");
+	assert_string_equal(host, "10.1.2.5-9");
+	assert_string_equal(match_both(&f.l, ix, "192.0.2.1", false, "MAIL.Example.COM.", &host),
+	    "NARROW");
+	assert_string_equal(host, "mail.example.com");
+	/* ".example.com": a name under it, never the domain itself or a look-alike */
+	assert_string_equal(match_both(&f.l, ix, "192.0.2.1", false, "a.example.com", &host),
+	    "WIDE");
+	assert_string_equal(host, ".example.com");
+	assert_string_equal(match_both(&f.l, ix, "192.0.2.1", false, "x.y.example.com.", NULL),
+	    "WIDE");
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "example.com", NULL));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "example.com.", NULL));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "badexample.com", NULL));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, ".example.com", NULL));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "example.com.evil", NULL));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "", NULL));
+	/* IPv6, up to the very last address (a range with nothing after it) */
+	assert_string_equal(match_both(&f.l, ix, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+	    false, NULL, NULL), "V6");
+	assert_string_equal(match_both(&f.l, ix, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+	    false, NULL, &host), "V6");
+	assert_string_equal(host, "ffff::/16");
+	assert_null(match_both(&f.l, ix, "2001:db9::", false, NULL, NULL));
+	assert_null(match_both(&f.l, ix, "::", false, NULL, NULL));
+	hat_index_free(ix);
+	fixture_free(&f);
+}
+
+/* no rules, or only "continue" rules: an index that matches nothing */
+static void
+test_index_empty(void **state)
+{
+	struct fixture f;
+	struct hat_index *ix;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	assert_non_null(ix = hat_index_build(NULL, 0));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "a.example", NULL));
+	hat_index_free(ix);
+	assert_non_null(ix = hat_index_build(f.rules, 0));
+	hat_index_free(ix);
+	hat_index_free(NULL);
+
+	add_rule(&f, "WATCH", ACTION_CONTINUE, "ALL", ".example");
+	add_rule(&f, "WATCH2", ACTION_CONTINUE, "::/0", "a.example");
+	assert_non_null(ix = hat_index_build(f.rules, f.l.n_hat));
+	assert_null(match_both(&f.l, ix, "192.0.2.1", false, "a.example", NULL));
+	assert_null(match_both(&f.l, ix, "2001:db8::1", false, "b.a.example", NULL));
+	hat_index_free(ix);
+	fixture_free(&f);
+}
+
+/* xorshift64*: the same cases on every run, and a seed to print when one fails */
+static uint64_t rng;
+
+static uint32_t
+rnd(uint32_t n)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (uint32_t)((rng * 2685821657736338717ull) >> 32) % n;
+}
+
+#define PICK(a)	((a)[rnd(sizeof(a) / sizeof((a)[0]))])
+
+/*
+ * A small universe, so that random entries overlap, nest and share edges
+ * often: a few networks, octets at the edges of ranges and blocks, a few
+ * names under a few domains (badexample.com next to example.com).
+ */
+static const unsigned u_a[] = { 0, 10, 11, 192, 255 };
+static const unsigned u_b[] = { 0, 1, 255 };
+static const unsigned u_c[] = { 0, 1, 2, 255 };
+static const unsigned u_d[] = { 0, 1, 2, 5, 9, 10, 20, 127, 128, 200, 254, 255 };
+static const unsigned u_bits4[] = { 0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 30, 31, 32 };
+static const unsigned u_bits6[] = { 0, 1, 16, 31, 32, 33, 64, 95, 96, 97, 104, 120, 127, 128 };
+static const char *const u_v6[] = { "2001:db8::", "2001:db8::1", "2001:db8:0:1::",
+	"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db9::", "::", "::1", "fe80::1",
+	"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff::", "::ffff:10.1.2.5",
+	"::ffff:0.0.0.0", "::fffe:ffff:ffff" };
+static const char *const u_label[] = { "a", "b", "mail", "x.a" };
+static const char *const u_domain[] = { "example.com", "badexample.com", "b.example.com",
+	"example.org", "com", "org", "a.example.com" };
+
+static void
+rand_v4(char *buf, size_t len)
+{
+	unsigned d = rnd(4) == 0 ? rnd(256) : PICK(u_d);
+
+	snprintf(buf, len, "%u.%u.%u.%u", PICK(u_a), PICK(u_b), PICK(u_c), d);
+}
+
+/* one host entry of any form, as the config would write it */
+static void
+rand_host(char *buf, size_t len)
+{
+	char a[64];
+	unsigned lo, hi;
+
+	switch (rnd(20)) {
+	case 0:
+		snprintf(buf, len, "ALL");
+		break;
+	case 1: case 2:
+		rand_v4(buf, len);
+		break;
+	case 3: case 4: case 5:
+		rand_v4(a, sizeof(a));
+		snprintf(buf, len, "%s/%u", a, PICK(u_bits4));
+		break;
+	case 6: case 7:
+		lo = PICK(u_d);
+		hi = PICK(u_d);
+		snprintf(buf, len, "%u.%u.%u.%u-%u", PICK(u_a), PICK(u_b), PICK(u_c),
+		    lo < hi ? lo : hi, lo < hi ? hi : lo);
+		break;
+	case 8:
+		snprintf(buf, len, "%u.", PICK(u_a));
+		break;
+	case 9:
+		snprintf(buf, len, "%u.%u.%u.", PICK(u_a), PICK(u_b), PICK(u_c));
+		break;
+	case 10:
+		snprintf(buf, len, "%s", PICK(u_v6));
+		break;
+	case 11: case 12: case 13:
+		snprintf(buf, len, "%s/%u", PICK(u_v6), PICK(u_bits6));
+		break;
+	case 14: case 15: case 16:
+		snprintf(buf, len, "%s.%s", PICK(u_label), PICK(u_domain));
+		break;
+	case 17:
+		snprintf(buf, len, "%s", PICK(u_domain));
+		break;
+	default:
+		snprintf(buf, len, ".%s", PICK(u_domain));
+		break;
+	}
+}
+
+/* a client's reverse name: unknown, or from the universe, any case, dots at the edges */
+static const char *
+rand_revname(char *buf, size_t len)
+{
+	static const char *const pre[] = { "", "a.", "b.", "mail.", "x.a.", "A.", "MAIL.",
+		"z.", ".", "a.." };
+	static const char *const odd[] = { "", ".", "example", ".example.com",
+		"EXAMPLE.COM", "a.EXAMPLE.com." };
+
+	switch (rnd(8)) {
+	case 0: case 1:
+		return NULL;
+	case 2:
+		return PICK(odd);
+	default:
+		snprintf(buf, len, "%s%s%s", PICK(pre), PICK(u_domain), rnd(4) == 0 ? "." : "");
+		return buf;
+	}
+}
+
+struct rset {
+	struct policy pol[4];
+	struct hat_rule *rules;
+	struct hat_host *hosts;
+	size_t n_hosts;
+	struct listener_conf l;
+};
+
+/* n rules of 1..4 random hosts each, about a quarter of them "continue" */
+static void
+rset_make(struct rset *s, size_t n, void (*host)(char *, size_t))
+{
+	static const enum policy_action acts[] = { ACTION_ACCEPT, ACTION_RELAY, ACTION_REJECT,
+		ACTION_CONTINUE };
+	char text[128], err[128];
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; i < 4; i++)
+		s->pol[i].action = acts[i];
+	assert_non_null(s->rules = calloc(n, sizeof(*s->rules)));
+	assert_non_null(s->hosts = calloc(4 * n, sizeof(*s->hosts)));
+	for (size_t i = 0; i < n; i++) {
+		struct hat_rule *r = &s->rules[i];
+
+		r->group = (char *)(uintptr_t)"G";
+		/* a rule whose policy did not resolve counts as deciding, in both */
+		r->policy = rnd(30) == 0 ? NULL : &s->pol[rnd(4)];
+		r->hosts = &s->hosts[s->n_hosts];
+		for (size_t j = rnd(4) + 1; j > 0; j--) {
+			host(text, sizeof(text));
+			if (hat_host_parse(text, &r->hosts[r->n_hosts], err, sizeof(err)) != 0) {
+				print_error("\"%s\": %s\n", text, err);
+				fail();
+			}
+			r->n_hosts++;
+			s->n_hosts++;
+		}
+	}
+	s->l.name = (char *)(uintptr_t)"l";
+	s->l.hat = s->rules;
+	s->l.n_hat = n;
+}
+
+static void
+rset_free(struct rset *s)
+{
+	for (size_t i = 0; i < s->n_hosts; i++)
+		hat_host_free(&s->hosts[i]);
+	free(s->hosts);
+	free(s->rules);
+}
+
+/* every form, v4 (both socket families) and v6 clients, names: 400 sets x 100 clients */
+static void
+test_index_random(void **state)
+{
+	size_t cases = 0;
+
+	(void)state;
+	for (unsigned round = 0; round < 400; round++) {
+		struct rset s;
+		struct hat_index *ix;
+
+		rng = 0x9e3779b97f4a7c15ull + round;
+		rset_make(&s, rnd(30) + 1, rand_host);
+		assert_non_null(ix = hat_index_build(s.rules, s.l.n_hat));
+		for (unsigned q = 0; q < 100; q++) {
+			char addr[64], name[128];
+			const char *rev = rand_revname(name, sizeof(name));
+			bool mapped = false;
+
+			if (rnd(3) == 0)
+				snprintf(addr, sizeof(addr), "%s", PICK(u_v6));
+			else {
+				rand_v4(addr, sizeof(addr));
+				mapped = rnd(2) == 0;
+			}
+			match_both(&s.l, ix, addr, mapped, rev, NULL);
+			cases++;
+		}
+		hat_index_free(ix);
+		rset_free(&s);
+	}
+	print_message("%zu random cases agree\n", cases);
+}
+
+/* address forms packed into 10.0.0.0/23, so that they overlap densely */
+static void
+rand_dense_v4(char *buf, size_t len)
+{
+	static const unsigned bits[] = { 8, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32 };
+	unsigned c = rnd(2), lo = rnd(256), hi = rnd(256);
+
+	switch (rnd(5)) {
+	case 0:
+		snprintf(buf, len, "10.0.%u.%u/%u", c, rnd(256), PICK(bits));
+		break;
+	case 1: case 2:
+		snprintf(buf, len, "10.0.%u.%u-%u", c, lo < hi ? lo : hi, lo < hi ? hi : lo);
+		break;
+	case 3:
+		snprintf(buf, len, "10.0.%u.%u", c, lo);
+		break;
+	default:
+		snprintf(buf, len, rnd(3) == 0 ? "10." : "10.0.%u.", c);
+		break;
+	}
+}
+
+/* the sweep: every address of the area, and the ones just outside it */
+static void
+test_index_dense_ranges(void **state)
+{
+	(void)state;
+	for (unsigned round = 0; round < 150; round++) {
+		struct rset s;
+		struct hat_index *ix;
+		char addr[32];
+
+		rng = 0x2545f4914f6cdd1dull + round;
+		rset_make(&s, rnd(60) + 1, rand_dense_v4);
+		assert_non_null(ix = hat_index_build(s.rules, s.l.n_hat));
+		for (unsigned i = 0; i < 512; i++) {
+			snprintf(addr, sizeof(addr), "10.0.%u.%u", i / 256, i % 256);
+			match_both(&s.l, ix, addr, i % 2 == 1, NULL, NULL);
+		}
+		match_both(&s.l, ix, "9.255.255.255", false, NULL, NULL);
+		match_both(&s.l, ix, "10.0.2.0", false, NULL, NULL);
+		match_both(&s.l, ix, "10.255.255.255", false, NULL, NULL);
+		match_both(&s.l, ix, "11.0.0.0", false, NULL, NULL);
+		hat_index_free(ix);
+		rset_free(&s);
+	}
+}
+
+/* config_load() builds each listener's index after resolving the policies */
+static void
+test_index_from_config(void **state)
+{
+	char err[1024];
+	struct config *c = config_load_string(
+	    "policies = { WATCH = { action = \"continue\"; };\n"
+	    "             RELAYED = { action = \"relay\"; }; };\n"
+	    "listeners = ( { name = \"in\"; listen = \"127.0.0.1:25\";\n"
+	    "  hat = ( { group = \"W\"; hosts = [ \"10.0.0.0/8\" ]; policy = \"WATCH\"; },\n"
+	    "          { group = \"R\"; hosts = [ \"10.1.\", \".corp.example\" ];\n"
+	    "            policy = \"RELAYED\"; } ); } );\n",
+	    "index", err, sizeof(err));
+	const struct listener_conf *l;
+	struct listener_conf copy;
+
+	(void)state;
+	if (c == NULL)
+		print_error("%s\n", err);
+	assert_non_null(c);
+	l = config_listener(c, "in");
+	assert_non_null(l->hat_index);
+	copy = *l;
+	assert_string_equal(match_both(&copy, l->hat_index, "10.1.2.3", false, NULL, NULL), "R");
+	assert_string_equal(match_both(&copy, l->hat_index, "192.0.2.1", true, "a.corp.example",
+	    NULL), "R");
+	assert_null(match_both(&copy, l->hat_index, "10.2.0.1", false, NULL, NULL));
+	config_unref(c);
+
+	/* the embedded default has one too */
+	assert_non_null(c = config_load(NULL, err, sizeof(err)));
+	assert_non_null(config_listener(c, "default")->hat_index);
+	config_unref(c);
+}
+
 int
 main(void)
 {
@@ -636,6 +1036,11 @@ main(void)
 		cmocka_unit_test(test_default_config),
 		cmocka_unit_test(test_rat),
 		cmocka_unit_test(test_rat_from_config),
+		cmocka_unit_test(test_index_first_match),
+		cmocka_unit_test(test_index_empty),
+		cmocka_unit_test(test_index_random),
+		cmocka_unit_test(test_index_dense_ranges),
+		cmocka_unit_test(test_index_from_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

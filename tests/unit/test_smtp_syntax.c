@@ -591,6 +591,13 @@ test_params_good(void **state)
 	assert_int_equal(smtp_parse_path_arg(&arg, "FROM", true, false, &path, &pa, &bad),
 	    SMTP_PARSE_OK);
 	assert_string_equal(pa.p[0].key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ01234");
+
+	/* a longer one is cut in key[] but whole in key_raw: the session answers 504 with it */
+	arg = (struct smtp_span){ S("FROM:<a@b> ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=1") };
+	assert_int_equal(smtp_parse_path_arg(&arg, "FROM", true, false, &path, &pa, &bad),
+	    SMTP_PARSE_OK);
+	assert_string_equal(pa.p[0].key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ01234");
+	span_equal(&pa.p[0].key_raw, S("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), "long key");
 }
 
 static const struct param_row {
@@ -614,7 +621,8 @@ static const struct param_row {
 	{ S("FROM:<a@b> A=x\ty"), "A=x\ty" },
 	{ S("FROM:<a@b> \xc3\xa9=1"), "\xc3\xa9=1" },
 	{ S("FROM:<a@b> SIZE=1 A\rB=2"), "A\rB=2" },
-	{ S("FROM:<a@b> ABCDEFGHIJKLMNOPQRSTUVWXYZ012345=1"), "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345=1" },
+	{ S("FROM:<a@b> LONG-KEY-ABCDEFGHIJKLMNOPQRSTUVWXYZ=1 long-key-abcdefghijklmnopqrstuvwxyz=2"),
+	    "long-key-abcdefghijklmnopqrstuvwxyz=2" },
 };
 
 static void

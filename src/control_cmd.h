@@ -1,0 +1,41 @@
+/*
+ * control_cmd.h: the subcommands that talk to the running server through its
+ * control socket (status, reload, listener suspend/resume), and the client
+ * side of the control protocol they share (control.h is the server side).
+ * Exit statuses follow spec/cli.md: 0 done, 1 the server said no, 2 usage
+ * error or no server to talk to.
+ */
+#ifndef MAILGATE_CONTROL_CMD_H
+#define MAILGATE_CONTROL_CMD_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct config;
+
+/* seconds a whole control_call() may take */
+#define CONTROL_CALL_TIMEOUT	30
+
+/*
+ * Send one command (args may be NULL; it is not consumed) and wait for the
+ * answer, blocking. 0: *result holds the result (a new reference; result may
+ * be NULL when not wanted). 1: the server said no; err holds its reason.
+ * 2: no server could be talked to; err says why, e.g. "no mailgate server is
+ * running (control socket PATH: No such file or directory)".
+ */
+int control_call(const char *path, const char *command, json_t *args, json_t **result,
+    char *err, size_t errlen);
+
+/*
+ * argv[0] is the subcommand's name ("status", ...), without the "-c FILE"
+ * that main has already taken. Each returns the exit status.
+ *   status [detail] [--json]
+ *   reload
+ *   listener suspend NAME [SECONDS] | resume NAME
+ */
+int control_cmd_status(int argc, char **argv, const struct config *);
+int control_cmd_reload(int argc, char **argv, const struct config *);
+int control_cmd_listener(int argc, char **argv, const struct config *);
+
+#endif
