@@ -540,7 +540,15 @@ dns_ctx_setup(struct dns *dns, const struct dns_conf *conf, char *err, size_t er
 	/* a resolver on 127.0.0.1 (a local cache, systemd-resolved, the tests' stub) */
 	if ((r = ub_ctx_set_option(dns->ctx, "do-not-query-localhost:", "no")) != 0 ||
 	    /* keep answer order, so "the first PTR" is the server's first */
-	    (r = ub_ctx_set_option(dns->ctx, "rrset-roundrobin:", "no")) != 0) {
+	    (r = ub_ctx_set_option(dns->ctx, "rrset-roundrobin:", "no")) != 0 ||
+	    /*
+	     * library mode has 16 outgoing ports, and a query we gave up on keeps its
+	     * port for libunbound's own retries (~30 s): a burst of clients from a dead
+	     * reverse zone would starve every other lookup. Give it room, and give up
+	     * sooner on a server that does not answer.
+	     */
+	    (r = ub_ctx_set_option(dns->ctx, "outgoing-range:", "512")) != 0 ||
+	    (r = ub_ctx_set_option(dns->ctx, "num-queries-per-thread:", "1024")) != 0) {
 		snprintf(err, errlen, "dns: libunbound option: %s", ub_strerror(r));
 		return -1;
 	}

@@ -1193,17 +1193,21 @@ probe_password(const char *user)
 		    "on a terminal\n", user);
 		return NULL;
 	}
-	fprintf(tty, "password for %s: ", user);
-	fflush(tty);
+	/*
+	 * Echo off before the prompt, and without flushing: a password typed (or
+	 * pasted) the moment the prompt shows must be neither echoed nor dropped.
+	 */
 	restore = tcgetattr(fileno(tty), &old) == 0;
 	if (restore) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
-		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+		tcsetattr(fileno(tty), TCSANOW, &quiet);
 	}
+	fprintf(tty, "password for %s: ", user);
+	fflush(tty);
 	nl = fgets(buf, sizeof(buf), tty);
 	if (restore)
-		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+		tcsetattr(fileno(tty), TCSANOW, &old);
 	fputc('\n', tty);
 	fclose(tty);
 	if (nl == NULL) {
