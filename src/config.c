@@ -1148,6 +1148,20 @@ parse_listener(struct loadctx *ctx, const config_setting_t *s, struct listener_c
 	/* the rules and their policies are final: hat_match() uses this from now on */
 	if ((l->hat_index = hat_index_build(l->hat, l->n_hat)) == NULL)
 		oom();
+	/* TLS offered or required, or implicit, needs a certificate (global or own) */
+	if (l->tls.certificate == NULL && ctx->cfg->tls.certificate == NULL) {
+		if (l->tls_wrapper)
+			lerr(ctx, s, "listener %s: tls_wrapper needs a certificate (tls = { "
+			    "certificate = ...; key = ...; })", l->name ? l->name : "");
+		for (size_t i = 0; i < l->n_hat; i++)
+			if (l->hat[i].policy != NULL && l->hat[i].policy->tls != MODE_OFF) {
+				lerr(ctx, s, "listener %s: policy %s has tls = \"%s\" but no "
+				    "certificate is configured", l->name ? l->name : "",
+				    l->hat[i].policy->name, l->hat[i].policy->tls ==
+				    MODE_REQUIRED ? "required" : "preferred");
+				break;
+			}
+	}
 	if ((m = config_setting_get_member(s, "rat")) != NULL &&
 	    (n = group_list_len(ctx, m)) >= 0) {
 		l->rat = xcalloc((size_t)n, sizeof(struct rat_rule));

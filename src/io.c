@@ -10,6 +10,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,7 +19,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 /* the output fill above which the session stops producing replies */
 #define IO_OUTPUT_HIGH	(256 * 1024)
@@ -26,8 +30,15 @@
 #define IO_INPUT_HIGH	(256 * 1024)
 
 struct io {
-	struct bufferevent *bev;
+	struct bufferevent *bev;		/* the socket, or the TLS filter over it */
+	struct event_base *base;
 	int fd;
+	SSL *ssl;				/* owned by the filter bufferevent */
+	void (*tls_done)(void *arg, bool ok);	/* while the handshake runs */
+	char tls_err[160];
+	unsigned write_timeout;
+	struct event *ev_closed;		/* reports closed once all output is out */
+	struct evbuffer_cb_entry *under_cb;	/* watches the socket's output under TLS */
 	const struct io_callbacks *cb;
 	void *arg;
 	bool discarding;		/* inside an overlong line */
@@ -46,25 +57,94 @@ io_readcb(struct bufferevent *bev, void *arg)
 }
 
 static void
+io_closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct io *io = arg;
+
+	(void)fd;
+	(void)what;
+	io->cb->closed(io->arg);
+}
+
+static void io_maybe_closed(struct io *);
+
+static void
+io_under_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	(void)info;
+	io_maybe_closed(arg);
+}
+
+/*
+ * Shutting down: report closed once every byte is out, from a callback of its
+ * own (never from inside libevent's write path). With TLS the last reply sits
+ * encrypted in the socket bufferevent under the filter: wait for that one too.
+ */
+static void
+io_maybe_closed(struct io *io)
+{
+	struct bufferevent *under = io->ssl ? bufferevent_get_underlying(io->bev) : NULL;
+	struct timeval now = { 0, 0 };
+
+	if (evbuffer_get_length(bufferevent_get_output(io->bev)) > 0)
+		return;
+	if (under != NULL && evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+		if (io->under_cb == NULL)
+			io->under_cb = evbuffer_add_cb(bufferevent_get_output(under), io_under_cb,
+			    io);
+		return;
+	}
+	if (io->ev_closed == NULL &&
+	    (io->ev_closed = evtimer_new(io->base, io_closed_cb, io)) == NULL) {
+		io->cb->closed(io->arg);	/* out of memory: close now, unsent or not */
+		return;
+	}
+	evtimer_add(io->ev_closed, &now);
+}
+
+static void
 io_writecb(struct bufferevent *bev, void *arg)
 {
 	struct io *io = arg;
 
 	(void)bev;
 	if (io->shutting_down) {
-		io->cb->closed(io->arg);
+		io_maybe_closed(io);
 		return;
 	}
 	io->cb->drained(io->arg);
 }
 
 static void
+io_tls_reason(struct io *io)
+{
+	unsigned long e;
+	const char *why = NULL;
+
+	while ((e = bufferevent_get_openssl_error(io->bev)) != 0)
+		why = ERR_reason_error_string(e) ? ERR_reason_error_string(e) : why;
+	snprintf(io->tls_err, sizeof(io->tls_err), "%s", why ? why : "connection closed "
+	    "during the handshake");
+}
+
+static void
 io_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct io *io = arg;
+	void (*done)(void *, bool) = io->tls_done;
 
 	(void)bev;
-	(void)what;
+	if (done != NULL) {
+		io->tls_done = NULL;
+		if (what & BEV_EVENT_CONNECTED) {
+			done(io->arg, true);
+			return;
+		}
+		io_tls_reason(io);
+		done(io->arg, false);
+		return;
+	}
 	/* EOF, a socket error or a write timeout: the peer is gone either way */
 	io->cb->closed(io->arg);
 }
@@ -82,6 +162,7 @@ io_new(struct event_base *base, int fd, const struct io_callbacks *cb, void *arg
 		return NULL;
 	}
 	io->fd = fd;
+	io->base = base;
 	io->cb = cb;
 	io->arg = arg;
 	/* drained fires when the output is empty again */
@@ -97,6 +178,11 @@ io_free(struct io *io)
 {
 	if (io == NULL)
 		return;
+	if (io->under_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(bufferevent_get_underlying(io->bev)),
+		    io->under_cb);
+	if (io->ev_closed != NULL)
+		event_free(io->ev_closed);
 	bufferevent_free(io->bev);
 	free(io);
 }
@@ -206,7 +292,68 @@ io_set_write_timeout(struct io *io, unsigned secs)
 {
 	struct timeval tv = { .tv_sec = secs, .tv_usec = 0 };
 
+	io->write_timeout = secs;
 	bufferevent_set_timeouts(io->bev, NULL, secs ? &tv : NULL);
+}
+
+int
+io_start_tls(struct io *io, SSL_CTX *ctx, void (*done)(void *arg, bool ok))
+{
+	struct bufferevent *filter;
+	struct timeval wtv;
+	SSL *ssl;
+
+	if ((ssl = SSL_new(ctx)) == NULL)
+		return -1;
+	/* the client's bytes before the handshake are plaintext it had no right to send */
+	evbuffer_drain(bufferevent_get_input(io->bev),
+	    evbuffer_get_length(bufferevent_get_input(io->bev)));
+	filter = bufferevent_openssl_filter_new(io->base, io->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (filter == NULL) {
+		SSL_free(ssl);
+		return -1;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+	/* the filter now owns the socket bufferevent: move our settings over */
+	bufferevent_setwatermark(filter, EV_WRITE, 0, 0);
+	bufferevent_setwatermark(filter, EV_READ, 0, IO_INPUT_HIGH);
+	if (io->write_timeout > 0) {
+		wtv.tv_sec = io->write_timeout;
+		wtv.tv_usec = 0;
+		bufferevent_set_timeouts(filter, NULL, &wtv);
+	}
+	io->bev = filter;
+	io->ssl = ssl;
+	io->tls_done = done;
+	bufferevent_setcb(filter, io_readcb, io_writecb, io_eventcb, io);
+	bufferevent_enable(filter, EV_READ | EV_WRITE);
+	io->paused = false;
+	return 0;
+}
+
+bool
+io_tls_active(const struct io *io)
+{
+	return io->ssl != NULL;
+}
+
+const char *
+io_tls_protocol(const struct io *io)
+{
+	return io->ssl ? SSL_get_version(io->ssl) : "";
+}
+
+const char *
+io_tls_cipher(const struct io *io)
+{
+	return io->ssl ? SSL_get_cipher_name(io->ssl) : "";
+}
+
+const char *
+io_tls_error(const struct io *io)
+{
+	return io->tls_err;
 }
 
 void
@@ -216,8 +363,5 @@ io_shutdown(struct io *io)
 		return;
 	io->shutting_down = true;
 	bufferevent_disable(io->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(io->bev)) == 0) {
-		/* nothing left to send: report from the loop, never re-entrantly */
-		bufferevent_trigger(io->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
-	}
+	io_maybe_closed(io);
 }

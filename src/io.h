@@ -17,6 +17,7 @@
 struct event_base;
 struct evbuffer;
 struct io;
+typedef struct ssl_ctx_st SSL_CTX;
 
 struct io_callbacks {
 	void (*input)(void *arg);	/* bytes arrived */
@@ -57,5 +58,20 @@ void io_set_write_timeout(struct io *, unsigned secs);
 
 /* send what is queued, then report closed; no more input is delivered */
 void io_shutdown(struct io *);
+
+/*
+ * Become the TLS server side of the connection (STARTTLS, or at once for implicit
+ * TLS). What is queued for output (the 220) still goes out in the clear first;
+ * every byte already received is discarded unread: a command sent in the same
+ * packet as STARTTLS must never be answered (CVE-2011-0411). done(arg, true) once
+ * the handshake is over, done(arg, false) with the reason in io_tls_error() if it
+ * failed. -1 if TLS could not even start (out of memory).
+ */
+int io_start_tls(struct io *, SSL_CTX *, void (*done)(void *arg, bool ok));
+bool io_tls_active(const struct io *);
+/* after a handshake: "TLSv1.3", the cipher name; after a failure: the reason */
+const char *io_tls_protocol(const struct io *);
+const char *io_tls_cipher(const struct io *);
+const char *io_tls_error(const struct io *);
 
 #endif

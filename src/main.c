@@ -13,6 +13,7 @@
 #include "config.h"
 #include "control_cmd.h"
 #include "explain.h"
+#include "passwd_cmd.h"
 #include "probe.h"
 #include "queue_cmd.h"
 #include "server.h"
@@ -35,6 +36,7 @@ static int cmd_reload(int, char **);
 static int cmd_listener(int, char **);
 static int cmd_probe(int, char **);
 static int cmd_explain(int, char **);
+static int cmd_passwd(int, char **);
 static int cmd_help(int, char **);
 
 static const struct subcommand subcommands[] = {
@@ -54,6 +56,8 @@ static const struct subcommand subcommands[] = {
 	    "the telnet test of an SMTP server, automated and explained (--help: options)" },
 	{ "explain", cmd_explain, "mailgate explain [-c FILE] REPLY...",
 	    "what a reply means, the setting behind it and what the sender should do" },
+	{ "passwd", cmd_passwd, "mailgate passwd [USER]",
+	    "read a password on standard input and print a users-file line (yescrypt)" },
 	{ "help", cmd_help, "mailgate help [SUBCOMMAND]", "usage of mailgate or of a subcommand" },
 };
 
@@ -276,6 +280,15 @@ cmd_explain(int argc, char **argv)
 	if (cfg != NULL)
 		config_unref(cfg);
 	return status;
+}
+
+/* no config: the line printed goes into whichever users file the admin keeps */
+static int
+cmd_passwd(int argc, char **argv)
+{
+	if (argc > 1 && is_help(argv[1]))
+		return sub_usage("passwd", stdout, 0);
+	return passwd_cmd_main(argc, argv);
 }
 
 static int

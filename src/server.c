@@ -27,6 +27,8 @@
 #include "config.h"
 #include "control.h"
 #include "dns.h"
+#include "auth.h"
+#include "tls.h"
 #include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
@@ -108,6 +110,12 @@ on_stop_grace(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
+static void
+server_tls_log(int warning, const char *msg)
+{
+	maillog(warning ? LOG_WARNING : LOG_INFO, NULL, "%s", msg);
+}
+
 /* 0, or -1 with the reason in why (when given: the control socket's reload) */
 static int
 server_reload(struct server *srv, char *why, size_t whylen)
@@ -144,6 +152,10 @@ server_reload(struct server *srv, char *why, size_t whylen)
 		    strerror(errno));
 	config_unref(srv->cfg);
 	srv->cfg = cfg;
+	/* certificates and users: a bad one keeps the old and says so (issue 4) */
+	(void)tls_store_load(srv->tls, cfg, server_tls_log);
+	if (auth_reload(srv->auth, cfg->auth.users, err, sizeof(err)) == -1)
+		maillog(LOG_WARNING, NULL, "reload: keeping the old users: %s", err);
 	maillog(LOG_INFO, NULL, "reloaded the configuration from %s", cfg->file);
 	notify("READY=1");
 	return 0;
@@ -265,6 +277,10 @@ server_cleanup(struct server *srv)
 		smtp_session_kill(srv->sessions);
 	if (srv->dns)
 		dns_free(srv->dns);
+	if (srv->auth)
+		auth_free(srv->auth);
+	if (srv->tls)
+		tls_store_free(srv->tls);
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
@@ -318,6 +334,15 @@ server_run(struct config *cfg, const char *config_path)
 	if ((srv.dns = dns_new(srv.base, &cfg->dns, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "mailgate: dns: %s\n", err);
 		maillog(LOG_CRITICAL, NULL, "dns: %s", err);
+		status = 2;
+		goto out;
+	}
+	/* a certificate that does not load leaves STARTTLS answering 454, not the server down */
+	if ((srv.tls = tls_store_new()) == NULL || tls_store_load(srv.tls, cfg, server_tls_log) < 0)
+		goto fail_mem;
+	if ((srv.auth = auth_new(srv.base, cfg->auth.users, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailgate: auth: %s\n", err);
+		maillog(LOG_CRITICAL, NULL, "auth: %s", err);
 		status = 2;
 		goto out;
 	}

@@ -20,6 +20,8 @@ struct smtp_session;
 struct hostcount;
 struct control;
 struct dns;
+struct tls_store;
+struct auth;
 
 struct server {
 	struct event_base *base;
@@ -28,6 +30,9 @@ struct server {
 	struct hostcount *hosts;		/* per client address, across listeners */
 	struct control *control;		/* the control socket */
 	struct dns *dns;			/* client names for the HAT (off the loop) */
+	struct tls_store *tls;			/* certificates, reloaded on SIGHUP */
+	struct auth *auth;			/* the users file and its hashing thread */
+	unsigned n_tls;				/* TLS sessions, all listeners */
 	struct timespec started;		/* CLOCK_MONOTONIC, for uptime */
 	struct listener **listeners;
 	size_t n_listeners;

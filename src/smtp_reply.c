@@ -219,6 +219,14 @@ const struct smtp_reply_def smtp_reply_table[RPL__COUNT] = {
 	    "fix the client: it must wait for the server's replies"),
 	E(RPL_NESTED_MAIL, 503, "#5.5.1 Nested MAIL command", REPLY_BAD,
 	    "MAIL inside a transaction", NULL, "send RSET or finish the message first"),
+	E(RPL_AUTH_CHALLENGE, 334, "%s", REPLY_KEEP_SPACE, "an AUTH challenge (base64)", NULL,
+	    NULL),
+	E(RPL_AUTH_CANCELLED, 501, "#5.0.0 Authentication cancelled", REPLY_BAD,
+	    "the client cancelled AUTH with \"*\" (RFC 4954 4)", NULL, NULL),
+	E(RPL_AUTH_FAIL_LIMIT, 421, "#4.7.0 Too many failed authentication attempts", REPLY_CLOSE,
+	    "the session failed AUTH as often as allowed: the connection is closed",
+	    "limits.auth_failure_limit",
+	    "check the user name and password before trying again"),
 };
 
 const struct smtp_reply_def *
@@ -254,7 +262,7 @@ smtp_reply_format_code(char *buf, size_t cap, enum smtp_reply_id id, int code,
 		return 0;
 	n = (size_t)w < cap - 2 ? (size_t)w : cap - 3;
 	/* an empty argument at the end would leave a trailing space */
-	while (n > 4 && buf[n - 1] == ' ')
+	while (n > 4 && buf[n - 1] == ' ' && !(d->flags & REPLY_KEEP_SPACE))
 		n--;
 	buf[n++] = '\r';
 	buf[n++] = '\n';

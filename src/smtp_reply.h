@@ -99,6 +99,9 @@ enum smtp_reply_id {
 	RPL_STARTTLS_IN_TX,
 	RPL_SYNC_ERROR,
 	RPL_NESTED_MAIL,
+	RPL_AUTH_CHALLENGE,
+	RPL_AUTH_CANCELLED,
+	RPL_AUTH_FAIL_LIMIT,
 
 	RPL__COUNT
 };
@@ -107,6 +110,7 @@ enum smtp_reply_id {
 #define REPLY_BAD	0x01	/* counts toward the bad-command limit */
 #define REPLY_CLOSE	0x02	/* the connection is closed after it */
 #define REPLY_POLICY	0x04	/* code and text come from the mail flow policy */
+#define REPLY_KEEP_SPACE 0x08	/* "334 " with an empty challenge keeps its space (RFC 4954 4) */
 
 struct smtp_reply_def {
 	enum smtp_reply_id id;

@@ -16,6 +16,7 @@
  * transaction; HELO/EHLO also set the greeting. Nothing else is reset.
  */
 #include "smtp_session.h"
+#include "smtp_session_int.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +32,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "data.h"
@@ -44,99 +46,36 @@
 #include "smtp_reply.h"
 #include "smtp_syntax.h"
 #include "spool.h"
+#include "tls.h"
+#include "auth.h"
 #include "util.h"
-
-/* RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF */
-#define SMTP_LINE_MAX	512
-
-enum session_state {
-	S_LOOKUP,		/* who is the client? (reverse DNS); input waits */
-	S_GREET,		/* waiting out the greet delay: any byte now is an early talker */
-	S_CMD,			/* reading command lines */
-	S_DATA,			/* reading message data, up to <CRLF>.<CRLF> */
-	S_COMMIT,		/* the message is being made durable; input waits */
-	S_CLOSING,		/* the last reply is being sent */
-};
-
-struct smtp_tx {
-	uint64_t mid;
-	char sender[SMTP_PATH_MAX + 1];
-	const char *body;	/* "7BIT", "8BITMIME" or NULL */
-	char **rcpts;
-	size_t n_rcpts, cap_rcpts;
-	struct spool_msg *msg;	/* from DATA on */
-	struct data_filter df;
-	int write_errno;	/* the spool write that failed, if one did */
-};
-
-struct smtp_session {
-	struct smtp_session *next, *prev;
-	struct server *srv;
-	struct listener *listener;
-	struct config *cfg;
-	const struct listener_conf *lc;
-	const struct policy *pol;
-	struct io *io;
-	struct log_ids ids;
-	char addr[INET6_ADDRSTRLEN];
-	bool addr_v6;
-	struct sockaddr_storage peer;
-	struct hat_addr haddr;		/* the client, for per-host counting */
-	bool host_counted;		/* holds one of hostcount's connections */
-	char local[INET6_ADDRSTRLEN + 8];
-	char helo[SMTP_LINE_MAX];
-	bool helo_done;
-	bool esmtp;
-	enum session_state state;
-	unsigned bad_commands;
-	unsigned messages;
-	bool time_up;			/* max_connection_time passed during a message */
-	bool injection_up;		/* injection_timeout passed during a message */
-	bool drain_requested;		/* suspended or stopping: 421 at the next command */
-	bool output_blocked;		/* paused until the client reads our replies */
-	struct event *ev_command;	/* command_timeout */
-	struct event *ev_lifetime;	/* max_connection_time */
-	struct event *ev_injection;	/* injection_timeout (public listeners) */
-	struct event *ev_greet;		/* greet_delay */
-	struct smtp_tx *tx;
-	struct spool_msg *committing;	/* handed to the spool, waiting for its callback */
-	struct dns_query *lookup;	/* the client's reverse name, while S_LOOKUP */
-	bool announced;			/* "New SMTP ICID" was logged */
-};
 
 struct smtp_cmd {
 	const char *verb;
-	void (*handler)(struct smtp_session *, const struct smtp_cmdline *);
+	smtp_verb_fn *handler;
 	unsigned flags;
 	const char *help;
 };
 
 #define CMD_NO_ARG	0x01	/* an argument is a syntax error (DATA, RSET, QUIT) */
+#define CMD_NEEDS_TLS	0x02	/* refused before STARTTLS where the policy requires TLS */
 
-static void cmd_helo(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_ehlo(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_mail(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_rcpt(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_data(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_rset(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_noop(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_quit(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_help(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_vrfy(struct smtp_session *, const struct smtp_cmdline *);
-static void cmd_auth(struct smtp_session *, const struct smtp_cmdline *);
+static smtp_verb_fn cmd_helo, cmd_ehlo, cmd_rset, cmd_noop, cmd_quit, cmd_help, cmd_vrfy,
+    cmd_starttls;
 
 static const struct smtp_cmd commands[] = {
 	{ "HELO", cmd_helo, 0, "HELO <hostname>" },
 	{ "EHLO", cmd_ehlo, 0, "EHLO <hostname>" },
-	{ "MAIL", cmd_mail, 0, "MAIL FROM:<sender> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
-	{ "RCPT", cmd_rcpt, 0, "RCPT TO:<recipient>" },
-	{ "DATA", cmd_data, CMD_NO_ARG, "DATA" },
+	{ "MAIL", smtp_tx_mail, CMD_NEEDS_TLS, "MAIL FROM:<sender> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
+	{ "RCPT", smtp_tx_rcpt, CMD_NEEDS_TLS, "RCPT TO:<recipient>" },
+	{ "DATA", smtp_tx_data, CMD_NO_ARG | CMD_NEEDS_TLS, "DATA" },
 	{ "RSET", cmd_rset, CMD_NO_ARG, "RSET" },
 	{ "NOOP", cmd_noop, 0, "NOOP" },
 	{ "QUIT", cmd_quit, CMD_NO_ARG, "QUIT" },
 	{ "HELP", cmd_help, 0, "HELP [<command>]" },
 	{ "VRFY", cmd_vrfy, 0, "VRFY <address>" },
-	{ "AUTH", cmd_auth, 0, "AUTH <mechanism> [<initial response>]" },
+	{ "AUTH", smtp_auth_cmd, CMD_NEEDS_TLS, "AUTH <mechanism> [<initial response>]" },
+	{ "STARTTLS", cmd_starttls, CMD_NO_ARG, "STARTTLS" },
 };
 
 /* the HELP list (replies.md 1): continuation lines get "214- ", the last "214 " */
@@ -145,23 +84,22 @@ static const char *const help_lines[] = {
 	"help mail noop quit",
 	"rcpt rset vrfy",
 };
+/* the same last line where STARTTLS is offered */
+#define HELP_LAST_TLS	"rcpt rset starttls vrfy"
 
-static void session_process(struct smtp_session *);
-static void session_close(struct smtp_session *);
 static void session_free(struct smtp_session *);
 static void session_greet(struct smtp_session *);
-static void tx_abort(struct smtp_session *, const char *why);
 
 /* ---------------------------------------------------------------- helpers */
 
-static const struct limits *
-lim(const struct smtp_session *s)
+const struct limits *
+session_limits(const struct smtp_session *s)
 {
 	return &s->cfg->limits;
 }
 
-static void
-timer_arm(struct event *ev, unsigned secs)
+void
+session_timer_arm(struct event *ev, unsigned secs)
 {
 	struct timeval tv = { .tv_sec = secs, .tv_usec = 0 };
 
@@ -169,8 +107,8 @@ timer_arm(struct event *ev, unsigned secs)
 		evtimer_add(ev, &tv);
 }
 
-static void
-timer_stop(struct event *ev)
+void
+session_timer_stop(struct event *ev)
 {
 	if (ev != NULL)
 		evtimer_del(ev);
@@ -181,7 +119,7 @@ timer_stop(struct event *ev)
  * (logs.md), written before the reply so a client that reads the reply finds
  * the line. A bad command past the limit gets the 421 instead of its own reply.
  */
-static void
+void
 session_reply_code(struct smtp_session *s, enum smtp_reply_id id, int code, const char *arg,
     const char *detail)
 {
@@ -192,11 +130,11 @@ session_reply_code(struct smtp_session *s, enum smtp_reply_id id, int code, cons
 	if (s->state == S_CLOSING)
 		return;
 	d = smtp_reply_def(id);
-	if ((d->flags & REPLY_BAD) && ++s->bad_commands > lim(s)->bad_command_limit) {
+	if ((d->flags & REPLY_BAD) && ++s->bad_commands > session_limits(s)->bad_command_limit) {
 		/* the bad command gets the 421 instead; one log line says both */
 		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " Receiving Failed: %s (limit %u; "
 		    "the last: %s%s%s)", s->ids.icid, smtp_reply_def(RPL_BAD_COMMAND_LIMIT)->why,
-		    lim(s)->bad_command_limit, d->why, detail ? ": " : "", detail ? detail : "");
+		    session_limits(s)->bad_command_limit, d->why, detail ? ": " : "", detail ? detail : "");
 		id = RPL_BAD_COMMAND_LIMIT;
 		code = 0;
 		arg = NULL;
@@ -212,7 +150,7 @@ session_reply_code(struct smtp_session *s, enum smtp_reply_id id, int code, cons
 		session_close(s);
 }
 
-static void
+void
 session_reply(struct smtp_session *s, enum smtp_reply_id id, const char *arg,
     const char *detail)
 {
@@ -220,7 +158,7 @@ session_reply(struct smtp_session *s, enum smtp_reply_id id, const char *arg,
 }
 
 /* a reply that echoes client text: made safe (replies.md: 64 printable octets) */
-static void
+void
 session_reply_echo(struct smtp_session *s, enum smtp_reply_id id, const char *p, size_t len)
 {
 	char echo[65], esc[300];
@@ -250,77 +188,27 @@ session_reply_lines(struct smtp_session *s, enum smtp_reply_id first, const char
 	}
 }
 
-static void
+void
 session_close(struct smtp_session *s)
 {
 	if (s->state == S_CLOSING)
 		return;
 	s->state = S_CLOSING;
-	timer_stop(s->ev_command);
-	timer_stop(s->ev_lifetime);
-	timer_stop(s->ev_injection);
-	timer_stop(s->ev_greet);
+	session_timer_stop(s->ev_command);
+	session_timer_stop(s->ev_lifetime);
+	session_timer_stop(s->ev_injection);
+	session_timer_stop(s->ev_greet);
 	io_shutdown(s->io);
 }
 
-static void
-session_set_ids_mid(struct smtp_session *s, uint64_t mid)
-{
-	s->ids.mid = mid;
-}
-
 /* ---------------------------------------------------------------- transaction */
-
-static void
-tx_free(struct smtp_session *s)
-{
-	struct smtp_tx *tx = s->tx;
-
-	if (tx == NULL)
-		return;
-	if (tx->msg != NULL)
-		spool_msg_abort(tx->msg);
-	for (size_t i = 0; i < tx->n_rcpts; i++)
-		free(tx->rcpts[i]);
-	free(tx->rcpts);
-	free(tx);
-	s->tx = NULL;
-	session_set_ids_mid(s, 0);
-}
-
-/* the transaction ends without a message: RSET, HELO/EHLO, QUIT, a failure, a close */
-static void
-tx_abort(struct smtp_session *s, const char *why)
-{
-	if (s->tx == NULL)
-		return;
-	maillog(LOG_INFO, &s->ids, "Message aborted MID %" PRIu64 " %s", s->tx->mid, why);
-	tx_free(s);
-}
-
-static int
-tx_add_rcpt(struct smtp_tx *tx, const char *addr)
-{
-	if (tx->n_rcpts == tx->cap_rcpts) {
-		size_t cap = tx->cap_rcpts ? tx->cap_rcpts * 2 : 8;
-		char **r = realloc(tx->rcpts, cap * sizeof(*r));
-		if (r == NULL)
-			return -1;
-		tx->rcpts = r;
-		tx->cap_rcpts = cap;
-	}
-	if ((tx->rcpts[tx->n_rcpts] = strdup(addr)) == NULL)
-		return -1;
-	tx->n_rcpts++;
-	return 0;
-}
 
 /* ---------------------------------------------------------------- commands */
 
 static void
 session_reset_greeting(struct smtp_session *s, const struct smtp_cmdline *cl, bool esmtp)
 {
-	tx_abort(s, "Receiving aborted by a new greeting");
+	smtp_tx_abort(s, "Receiving aborted by a new greeting");
 	memcpy(s->helo, cl->arg.p, cl->arg.len);
 	s->helo[cl->arg.len] = '\0';
 	s->helo_done = true;
@@ -343,7 +231,8 @@ static void
 cmd_ehlo(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
 	char size[32];
-	const char *ext[3];
+	const char *ext[5];
+	size_t n = 0;
 
 	if (cl->arg.len == 0) {
 		session_reply(s, RPL_EHLO_NEEDS_DOMAIN, NULL, NULL);
@@ -355,272 +244,21 @@ cmd_ehlo(struct smtp_session *s, const struct smtp_cmdline *cl)
 	}
 	session_reset_greeting(s, cl, true);
 	snprintf(size, sizeof(size), "SIZE %" PRIu64, s->pol->max_message_size);
-	ext[0] = "8BITMIME";
-	ext[1] = size;
-	ext[2] = "PIPELINING";
-	session_reply_lines(s, RPL_EHLO, s->cfg->hostname, RPL_EHLO, ext, ARRAY_LEN(ext));
-}
-
-/* MAIL's parameters (RFC 1870 SIZE, RFC 6152 BODY); false when a reply was sent */
-static bool
-mail_params(struct smtp_session *s, const struct smtp_params *ps, const char **body)
-{
-	for (size_t i = 0; i < ps->n; i++) {
-		const struct smtp_param *p = &ps->p[i];
-		if (strcmp(p->key, "SIZE") == 0) {
-			uint64_t n;
-			if (!p->has_value || smtp_parse_size_value(&p->value, &n) == -1) {
-				session_reply_echo(s, RPL_UNKNOWN_VALUE, p->value.p, p->value.len);
-				return false;
-			}
-			/* saturated, never wrapped: any number of digits is just "too big" */
-			if (n > s->pol->max_message_size) {
-				char d[64];
-				snprintf(d, sizeof(d), "SIZE %" PRIu64 " above limit %" PRIu64, n,
-				    s->pol->max_message_size);
-				session_reply(s, RPL_SIZE_EXCEEDED, NULL, d);
-				return false;
-			}
-		} else if (strcmp(p->key, "BODY") == 0) {
-			if (p->has_value && util_span_ieq(p->value.p, p->value.len, "7BIT"))
-				*body = "7BIT";
-			else if (p->has_value && util_span_ieq(p->value.p, p->value.len, "8BITMIME"))
-				*body = "8BITMIME";
-			else {
-				session_reply_echo(s, RPL_UNKNOWN_VALUE, p->value.p, p->value.len);
-				return false;
-			}
-		} else {
-			session_reply_echo(s, RPL_PARAM_UNRECOGNIZED, p->key_raw.p, p->key_raw.len);
-			return false;
-		}
-	}
-	return true;
-}
-
-static void
-cmd_mail(struct smtp_session *s, const struct smtp_cmdline *cl)
-{
-	struct smtp_path path;
-	struct smtp_params params;
-	struct smtp_span bad;
-	const char *body = NULL;
-	char esc[SMTP_PATH_MAX * 4 + 1], d[64];
-	uint64_t mid;
-
-	if (!s->helo_done) {
-		session_reply(s, RPL_HELO_FIRST, NULL, NULL);
-		return;
-	}
-	if (s->tx != NULL) {
-		session_reply(s, RPL_NESTED_MAIL, NULL, NULL);
-		return;
-	}
-	if (s->pol->max_messages_per_connection > 0 &&
-	    s->messages >= s->pol->max_messages_per_connection) {
-		snprintf(d, sizeof(d), "limit %u", s->pol->max_messages_per_connection);
-		session_reply(s, RPL_TOO_MANY_MESSAGES, NULL, d);
-		return;
-	}
-	if (smtp_parse_path_arg(&cl->arg, "FROM", true, false, &path, &params, &bad) !=
-	    SMTP_PARSE_OK) {
-		session_reply_echo(s, RPL_SYNTAX, bad.p, bad.len);
-		return;
-	}
-	if (!mail_params(s, &params, &body))
-		return;
-	if (spool_count(s->srv->spool) >= lim(s)->queue_max_messages ||
-	    spool_bytes(s->srv->spool) >= lim(s)->queue_max_bytes) {
-		session_reply(s, RPL_QUEUE_FULL, NULL, NULL);
-		return;
-	}
-	if (spool_space_low(s->srv->spool)) {
-		session_reply(s, RPL_RESOURCES_LOW, NULL, "spool free space below min_free_disk");
-		return;
-	}
-	if ((mid = spool_next_mid(s->srv->spool)) == 0) {
-		session_reply(s, RPL_SERVER_ERROR, NULL, "no message ID available");
-		return;
-	}
-	if ((s->tx = calloc(1, sizeof(*s->tx))) == NULL) {
-		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
-		return;
-	}
-	s->tx->mid = mid;
-	s->tx->body = body;
-	memcpy(s->tx->sender, path.addr, path.addr_len + 1);
-	session_set_ids_mid(s, mid);
-	util_escape(esc, sizeof(esc), path.addr, path.addr_len);
-	maillog(LOG_INFO, &s->ids, "Start MID %" PRIu64 " ICID %" PRIu64, mid, s->ids.icid);
-	maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " ICID %" PRIu64 " From: <%s>", mid,
-	    s->ids.icid, esc);
-	session_reply(s, RPL_MAIL_OK, s->tx->sender, NULL);
-}
-
-/* may this recipient be taken? relay policies take any; accept policies pass the RAT */
-static bool
-rcpt_allowed(const struct smtp_session *s, const struct smtp_path *path)
-{
-	if (s->pol->action == ACTION_RELAY)
-		return true;
-	if (!s->lc->public)
-		return true;
-	return hat_rat_accepts(s->lc, path->addr, path->domain);
-}
-
-static void
-cmd_rcpt(struct smtp_session *s, const struct smtp_cmdline *cl)
-{
-	struct smtp_path path;
-	struct smtp_params params;
-	struct smtp_span bad;
-	struct smtp_tx *tx = s->tx;
-	char esc[SMTP_PATH_MAX * 4 + 1], d[64];
-
-	if (tx == NULL) {
-		session_reply(s, RPL_MAIL_FIRST, NULL, NULL);
-		return;
-	}
-	if (smtp_parse_path_arg(&cl->arg, "TO", false, true, &path, &params, &bad) !=
-	    SMTP_PARSE_OK) {
-		session_reply_echo(s, RPL_SYNTAX, bad.p, bad.len);
-		return;
-	}
-	/* no RCPT parameter is advertised (no DSN): every one is unknown */
-	if (params.n > 0) {
-		session_reply_echo(s, RPL_PARAM_UNRECOGNIZED, params.p[0].key_raw.p,
-		    params.p[0].key_raw.len);
-		return;
-	}
-	if (s->pol->max_recipients_per_message > 0 &&
-	    tx->n_rcpts >= s->pol->max_recipients_per_message) {
-		snprintf(d, sizeof(d), "limit %u", s->pol->max_recipients_per_message);
-		session_reply(s, RPL_TOO_MANY_RCPTS, NULL, d);
-		return;
-	}
-	if (s->pol->max_recipients_per_hour > 0 &&
-	    hostcount_rcpts_last_hour(s->srv->hosts, &s->haddr, time(NULL)) >=
-	    s->pol->max_recipients_per_hour) {
-		snprintf(d, sizeof(d), "limit %u per hour", s->pol->max_recipients_per_hour);
-		session_reply(s, RPL_RCPTS_PER_HOUR, NULL, d);
-		return;
-	}
-	util_escape(esc, sizeof(esc), path.addr, path.addr_len);
-	if (!rcpt_allowed(s, &path)) {
-		maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " ICID %" PRIu64 " To: <%s> Rejected by RAT",
-		    tx->mid, s->ids.icid, esc);
-		session_reply(s, RPL_RAT_REJECT, NULL, esc);
-		return;
-	}
-	/* the hour counts what was accepted; an allocation failure costs a retry, not the session */
-	if (tx_add_rcpt(tx, path.addr) == -1) {
-		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
-		return;
-	}
-	if (s->pol->max_recipients_per_hour > 0)
-		(void)hostcount_rcpt_add(s->srv->hosts, &s->haddr, time(NULL));
-	struct log_ids ids = s->ids;
-	ids.rid = (int64_t)tx->n_rcpts - 1;
-	maillog(LOG_INFO, &ids, "MID %" PRIu64 " ICID %" PRIu64 " RID %zu To: <%s>", tx->mid,
-	    s->ids.icid, tx->n_rcpts - 1, esc);
-	session_reply(s, RPL_RCPT_OK, path.addr, NULL);
-}
-
-/* the data filter's sink: message bytes go to the spool file */
-static int
-data_to_spool(void *arg, const char *buf, size_t len)
-{
-	struct smtp_tx *tx = arg;
-
-	if (spool_msg_write(tx->msg, buf, len) == -1) {
-		tx->write_errno = errno;
-		return -1;
-	}
-	return 0;
-}
-
-/* our trace header (RFC 5321 4.4), the first line of the stored message */
-static int
-write_received(struct smtp_session *s)
-{
-	struct smtp_tx *tx = s->tx;
-	char date[64], buf[1024], forr[SMTP_PATH_MAX + 16] = "";
-	int n;
-
-	util_rfc5322_date(date, sizeof(date), time(NULL));
-	if (tx->n_rcpts == 1)
-		snprintf(forr, sizeof(forr), "\r\n\tfor <%s>", tx->rcpts[0]);
-	n = snprintf(buf, sizeof(buf),
-	    "Received: from %s ([%s%s])\r\n"
-	    "\tby %s (mailgate) with %s id %" PRIu64 " (ICID %" PRIu64 ")%s;\r\n"
-	    "\t%s\r\n",
-	    s->helo[0] ? s->helo : "unknown", s->addr_v6 ? "IPv6:" : "", s->addr,
-	    s->cfg->hostname, s->esmtp ? "ESMTP" : "SMTP", tx->mid, s->ids.icid, forr, date);
-	if (n < 0 || (size_t)n >= sizeof(buf)) {
-		errno = EOVERFLOW;
-		return -1;
-	}
-	return spool_msg_write(tx->msg, buf, (size_t)n);
-}
-
-static void
-cmd_data(struct smtp_session *s, const struct smtp_cmdline *cl)
-{
-	struct smtp_tx *tx = s->tx;
-	struct spool_envelope env;
-	struct data_limits dl;
-
-	(void)cl;
-	if (tx == NULL) {
-		session_reply(s, RPL_MAIL_FIRST, NULL, NULL);
-		return;
-	}
-	if (tx->n_rcpts == 0) {
-		session_reply(s, RPL_RCPT_FIRST, NULL, NULL);
-		return;
-	}
-	/*
-	 * RFC 2920 3.1: DATA ends a pipelined group, so the client must wait for the
-	 * 354. Bytes already here came before it: an early talker (hostile.md 5).
-	 */
-	if (io_pending(s->io) > 0) {
-		tx_abort(s, "Receiving aborted: message text before the 354");
-		session_reply(s, RPL_SYNC_ERROR, NULL, "message text before the 354");
-		return;
-	}
-	memset(&env, 0, sizeof(env));
-	env.mid = tx->mid;
-	env.arrival = time(NULL);
-	env.icid = s->ids.icid;
-	env.listener = s->lc->name;
-	env.client = s->addr;
-	env.helo = s->helo;
-	env.sender = tx->sender;
-	env.body = tx->body;
-	env.rcpts = (const char *const *)tx->rcpts;
-	env.n_rcpts = tx->n_rcpts;
-	if ((tx->msg = spool_msg_begin(s->srv->spool, &env)) == NULL ||
-	    write_received(s) == -1) {
-		char d[128];
-		snprintf(d, sizeof(d), "spool: %s", strerror(errno));
-		maillog(LOG_WARNING, &s->ids, "MID %" PRIu64 " spool write failed: %s", tx->mid,
-		    strerror(errno));
-		tx_abort(s, "Receiving aborted: spool write failed");
-		session_reply(s, RPL_SERVER_ERROR, NULL, d);
-		return;
-	}
-	dl.max_size = s->pol->max_message_size;
-	dl.max_header_lines = lim(s)->max_header_lines;
-	data_filter_init(&tx->df, &dl, data_to_spool, tx);
-	s->state = S_DATA;
-	session_reply(s, RPL_DATA_GO, NULL, NULL);
+	ext[n++] = "8BITMIME";
+	ext[n++] = size;
+	ext[n++] = "PIPELINING";
+	if (session_tls_offered(s))
+		ext[n++] = "STARTTLS";
+	if (session_auth_offered(s))
+		ext[n++] = "AUTH PLAIN LOGIN";
+	session_reply_lines(s, RPL_EHLO, s->cfg->hostname, RPL_EHLO, ext, n);
 }
 
 static void
 cmd_rset(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
 	(void)cl;
-	tx_abort(s, "Receiving aborted by RSET");
+	smtp_tx_abort(s, "Receiving aborted by RSET");
 	session_reply(s, RPL_OK, NULL, NULL);
 }
 
@@ -635,7 +273,7 @@ static void
 cmd_quit(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
 	(void)cl;
-	tx_abort(s, "Receiving aborted by QUIT");
+	smtp_tx_abort(s, "Receiving aborted by QUIT");
 	session_reply(s, RPL_QUIT, s->cfg->hostname, NULL);
 	session_close(s);
 }
@@ -666,8 +304,9 @@ cmd_help(struct smtp_session *s, const struct smtp_cmdline *cl)
 	}
 	for (size_t i = 0; i < ARRAY_LEN(help_lines); i++) {
 		/* "214- auth ..." but "214 rcpt ...": the reference's own spacing */
-		snprintf(buf[i], sizeof(buf[i]), "%s%s", i + 1 < ARRAY_LEN(help_lines) ? " " : "",
-		    help_lines[i]);
+		bool last = i + 1 == ARRAY_LEN(help_lines);
+		snprintf(buf[i], sizeof(buf[i]), "%s%s", last ? "" : " ",
+		    last && s->pol->tls != MODE_OFF ? HELP_LAST_TLS : help_lines[i]);
 		lines[i] = buf[i];
 	}
 	session_reply_lines(s, RPL_HELP, NULL, RPL_HELP_TOPIC, lines, ARRAY_LEN(lines));
@@ -680,16 +319,112 @@ cmd_vrfy(struct smtp_session *s, const struct smtp_cmdline *cl)
 	session_reply(s, RPL_VRFY, NULL, NULL);
 }
 
-static void
-cmd_auth(struct smtp_session *s, const struct smtp_cmdline *cl)
+/* ---------------------------------------------------------------- TLS */
+
+bool
+session_tls_offered(const struct smtp_session *s)
 {
-	(void)cl;
-	if (s->tx != NULL) {
-		session_reply(s, RPL_AUTH_IN_TX, NULL, NULL);
+	return s->pol->tls != MODE_OFF && !io_tls_active(s->io) &&
+	    tls_configured(s->cfg, s->lc);
+}
+
+bool
+session_auth_offered(const struct smtp_session *s)
+{
+	return s->pol->auth != MODE_OFF && !s->authenticated &&
+	    (io_tls_active(s->io) || !s->pol->auth_requires_tls);
+}
+
+static void session_identify(struct smtp_session *);
+static void session_identified(void *, const char *, bool);
+
+static void
+tls_done(void *arg, bool ok)
+{
+	struct smtp_session *s = arg;
+
+	if (!ok) {
+		char why[200];
+		util_escape(why, sizeof(why), io_tls_error(s->io), strlen(io_tls_error(s->io)));
+		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " TLS failed: %s", s->ids.icid, why);
+		/* no reply can be read by a client whose handshake failed: just close */
+		s->state = S_CMD;
+		session_close(s);
 		return;
 	}
-	/* SMTP AUTH is its own issue: until then no policy offers it */
-	session_reply(s, RPL_AUTH_NOT_AVAILABLE, NULL, NULL);
+	if (s->announced)
+		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " TLS success protocol %s cipher %s",
+		    s->ids.icid, io_tls_protocol(s->io), io_tls_cipher(s->io));
+	if (s->lc->tls_wrapper && !s->announced) {
+		/* implicit TLS: now the client can be identified and greeted, inside TLS */
+		s->state = S_LOOKUP;
+		s->tls_logged_late = true;
+		session_identify(s);
+		return;
+	}
+	s->state = S_CMD;
+	session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
+	session_process(s);
+}
+
+/* start the handshake; false (and the session closing or answered) if it cannot */
+static bool
+session_start_tls(struct smtp_session *s)
+{
+	SSL_CTX *ctx;
+	int r;
+
+	if (s->srv->n_tls >= session_limits(s)->max_tls_sessions) {
+		char d[32];
+		snprintf(d, sizeof(d), "limit %u", session_limits(s)->max_tls_sessions);
+		session_reply(s, RPL_TOO_MANY_TLS, NULL, d);
+		return false;
+	}
+	if ((ctx = tls_store_ctx(s->srv->tls, s->lc)) == NULL) {
+		session_reply(s, RPL_TLS_UNAVAILABLE, NULL, "no usable certificate");
+		return false;
+	}
+	if (!s->lc->tls_wrapper || s->announced)
+		session_reply(s, RPL_STARTTLS_GO, NULL, NULL);
+	r = io_start_tls(s->io, ctx, tls_done);
+	SSL_CTX_free(ctx);		/* the SSL holds its own reference */
+	if (r == -1) {
+		maillog(LOG_WARNING, &s->ids, "ICID %" PRIu64 " TLS failed: cannot start (out of "
+		    "memory)", s->ids.icid);
+		session_close(s);
+		return false;
+	}
+	s->state = S_TLS;
+	s->srv->n_tls++;
+	s->tls_counted = true;
+	/* a stalled handshake is bounded like any other wait on the client */
+	session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
+	return true;
+}
+
+static void
+cmd_starttls(struct smtp_session *s, const struct smtp_cmdline *cl)
+{
+	(void)cl;
+	if (io_tls_active(s->io)) {
+		session_reply(s, RPL_TLS_ACTIVE, NULL, NULL);
+		return;
+	}
+	if (s->tx != NULL) {
+		session_reply(s, RPL_STARTTLS_IN_TX, NULL, NULL);
+		return;
+	}
+	if (!session_start_tls(s))
+		return;
+	/*
+	 * RFC 3207 4.2: forget everything learnt before TLS. The session is as before
+	 * EHLO: no greeting, no transaction, no authentication (hostile.md 4).
+	 */
+	s->helo_done = false;
+	s->esmtp = false;
+	s->helo[0] = '\0';
+	s->authenticated = false;
+	smtp_auth_forget(s);
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -730,15 +465,26 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 		    cl.arg.len ? cl.arg.len : len);
 		return;
 	}
+	/* STARTTLS is no command at all where TLS is not offered (replies.md 2) */
+	if (cmd->handler == cmd_starttls &&
+	    (s->pol->tls == MODE_OFF || !tls_configured(s->cfg, s->lc))) {
+		session_reply(s, RPL_NOT_RECOGNIZED, NULL, "STARTTLS while TLS is off");
+		return;
+	}
 	if ((cmd->flags & CMD_NO_ARG) && cl.arg.len > 0) {
 		session_reply_echo(s, RPL_SYNTAX, cl.arg.p, cl.arg.len);
+		return;
+	}
+	if ((cmd->flags & CMD_NEEDS_TLS) && s->pol->tls == MODE_REQUIRED &&
+	    !io_tls_active(s->io)) {
+		session_reply(s, RPL_STARTTLS_FIRST, NULL, NULL);
 		return;
 	}
 	cmd->handler(s, &cl);
 }
 
 /* after a message, accepted or not: the checks that wait for the end of data */
-static void
+void
 session_after_message(struct smtp_session *s)
 {
 	if (s->drain_requested)
@@ -750,131 +496,11 @@ session_after_message(struct smtp_session *s)
 		session_reply(s, RPL_INJECTION_TIMEOUT, NULL, NULL);
 }
 
-static void
-commit_done(void *arg, int err)
-{
-	struct smtp_session *s = arg;
-	struct smtp_tx *tx = s->tx;
-	char mid[24];
-
-	s->committing = NULL;
-	if (err != 0) {
-		char d[128];
-		snprintf(d, sizeof(d), "spool sync: %s", strerror(err));
-		maillog(LOG_WARNING, &s->ids, "MID %" PRIu64 " spool sync failed: %s", tx->mid,
-		    strerror(err));
-		tx_abort(s, "Receiving aborted: spool sync failed");
-		s->state = S_CMD;
-		session_reply(s, RPL_SERVER_ERROR, NULL, d);
-	} else {
-		/* durable now: only from here on may the client hear 250 (spool.h) */
-		snprintf(mid, sizeof(mid), "%" PRIu64, tx->mid);
-		maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " queued for delivery", tx->mid);
-		tx_free(s);
-		s->messages++;
-		s->injection_up = false;
-		timer_stop(s->ev_injection);
-		if (s->lc->public)
-			timer_arm(s->ev_injection, lim(s)->injection_timeout);
-		s->state = S_CMD;
-		session_reply(s, RPL_ACCEPTED, mid, NULL);
-	}
-	if (s->state == S_CMD)
-		session_after_message(s);
-	if (s->state == S_CMD) {
-		timer_arm(s->ev_command, lim(s)->command_timeout);
-		io_resume(s->io);
-		/* commands pipelined after the final dot were held back until now */
-		session_process(s);
-	}
-}
-
-/* the real end of data was read: refuse the message or hand it to the spool */
-static void
-session_data_end(struct smtp_session *s)
-{
-	struct smtp_tx *tx = s->tx;
-	struct data_filter *df = &tx->df;
-	enum smtp_reply_id fail = RPL__COUNT;
-	char esc[DATA_CAPTURE_MAX * 4 + 1], sender[SMTP_PATH_MAX * 4 + 1], d[128] = "";
-
-	if (df->too_big) {
-		fail = RPL_MESSAGE_TOO_BIG;
-		snprintf(d, sizeof(d), "limit %" PRIu64, s->pol->max_message_size);
-	} else if (df->too_many_headers) {
-		fail = RPL_HEADER_TOO_BIG;
-		snprintf(d, sizeof(d), "limit %u", lim(s)->max_header_lines);
-	} else if (df->received > lim(s)->max_hops) {
-		fail = RPL_TOO_MANY_HOPS;
-		snprintf(d, sizeof(d), "%u Received: headers, limit %u", df->received,
-		    lim(s)->max_hops);
-	} else if ((df->bare_cr || df->bare_lf) && s->pol->bare_crlf == BARE_CRLF_REJECT) {
-		fail = RPL_BARE_CRLF;
-		snprintf(d, sizeof(d), "bare %s", df->bare_cr ? "CR" : "LF");
-	} else if (df->sink_failed) {
-		fail = RPL_SERVER_ERROR;
-		snprintf(d, sizeof(d), "spool write: %s", strerror(tx->write_errno));
-		maillog(LOG_WARNING, &s->ids, "MID %" PRIu64 " spool write failed: %s", tx->mid,
-		    strerror(tx->write_errno));
-	}
-	if (fail != RPL__COUNT) {
-		char why[160];
-		snprintf(why, sizeof(why), "Receiving aborted: %s", smtp_reply_def(fail)->why);
-		tx_abort(s, why);
-		s->state = S_CMD;
-		session_reply(s, fail, NULL, d);
-		if (s->state == S_CMD)
-			session_after_message(s);
-		return;
-	}
-	if (df->have_message_id) {
-		util_escape(esc, sizeof(esc), df->message_id, strlen(df->message_id));
-		maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " Message-ID '%s'", tx->mid, esc);
-	}
-	if (df->have_subject) {
-		util_escape(esc, sizeof(esc), df->subject, strlen(df->subject));
-		maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " Subject '%s'", tx->mid, esc);
-	}
-	util_escape(sender, sizeof(sender), tx->sender, strlen(tx->sender));
-	maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " ready %" PRIu64 " bytes from <%s>", tx->mid,
-	    df->size, sender);
-	/* the 250 waits for the committer's callback: fsync before reply */
-	s->state = S_COMMIT;
-	timer_stop(s->ev_command);
-	io_pause(s->io);
-	s->committing = tx->msg;
-	tx->msg = NULL;
-	spool_msg_commit(s->committing, commit_done, s);
-}
-
-/* feed what has arrived to the data filter; false when it wants more */
-static bool
-session_data(struct smtp_session *s)
-{
-	struct evbuffer *in = io_input(s->io);
-	struct evbuffer_iovec v[16];
-	struct data_filter *df = &s->tx->df;
-	size_t used = 0;
-	int n;
-
-	n = evbuffer_peek(in, -1, NULL, v, ARRAY_LEN(v));
-	if (n <= 0)
-		return false;
-	if (n > (int)ARRAY_LEN(v))
-		n = ARRAY_LEN(v);
-	for (int i = 0; i < n && !df->done; i++)
-		used += data_filter_feed(df, v[i].iov_base, v[i].iov_len);
-	io_consume(s->io, used);
-	timer_arm(s->ev_command, lim(s)->command_timeout);
-	if (df->done)
-		session_data_end(s);
-	return true;
-}
-
-static void
+void
 session_process(struct smtp_session *s)
 {
-	char line[SMTP_LINE_MAX + 1];
+	/* AUTH may carry a 12,288-octet response (RFC 4954 4); other commands 512 */
+	char line[SMTP_SASL_LINE_MAX + 16];
 	size_t len;
 
 	for (;;) {
@@ -886,31 +512,43 @@ session_process(struct smtp_session *s)
 		}
 		switch (s->state) {
 		case S_CMD:
-			switch (io_getline(s->io, line, sizeof(line), SMTP_LINE_MAX, &len)) {
+		case S_AUTH:
+			switch (io_getline(s->io, line, sizeof(line), SMTP_SASL_LINE_MAX + 2, &len)) {
 			case IO_NEED_MORE:
 				return;
 			case IO_TOO_LONG:
-				timer_arm(s->ev_command, lim(s)->command_timeout);
-				session_reply(s, RPL_LINE_TOO_LONG, NULL, NULL);
+				session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
+				if (s->state == S_AUTH) {
+					s->state = S_CMD;
+					session_reply(s, RPL_AUTH_ARGS, NULL, "response too long");
+				} else
+					session_reply(s, RPL_LINE_TOO_LONG, NULL, NULL);
 				break;
 			case IO_LINE:
-				timer_arm(s->ev_command, lim(s)->command_timeout);
-				session_line(s, line, len);
+				session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
+				if (s->state == S_AUTH)
+					smtp_auth_line(s, line, len);
+				else if (len + 2 > SMTP_LINE_MAX && !util_span_ieq(line, 5, "AUTH "))
+					session_reply(s, RPL_LINE_TOO_LONG, NULL, NULL);
+				else
+					session_line(s, line, len);
 				break;
 			}
 			break;
 		case S_DATA:
-			if (!session_data(s))
+			if (!smtp_tx_data_input(s))
 				return;
 			break;
 		case S_GREET:
 			/* nothing may arrive before the banner (hostile.md 5) */
-			timer_stop(s->ev_greet);
+			session_timer_stop(s->ev_greet);
 			s->state = S_CMD;
 			session_reply(s, RPL_SYNC_ERROR, NULL, "input before the banner");
 			return;
 		case S_LOOKUP:
 		case S_COMMIT:
+		case S_TLS:
+		case S_AUTH_WAIT:
 		case S_CLOSING:
 			return;
 		}
@@ -954,7 +592,7 @@ on_command_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (s->state == S_DATA)
-		tx_abort(s, "Receiving aborted: timed out waiting for data");
+		smtp_tx_abort(s, "Receiving aborted: timed out waiting for data");
 	if (s->state == S_CMD || s->state == S_DATA) {
 		s->state = S_CMD;
 		session_reply(s, RPL_COMMAND_TIMEOUT, NULL, NULL);
@@ -1014,7 +652,7 @@ session_greet(struct smtp_session *s)
 		return;
 	}
 	session_reply_code(s, RPL_BANNER, s->pol->banner_code, arg, NULL);
-	timer_arm(s->ev_command, lim(s)->command_timeout);
+	session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
 }
 
 static void
@@ -1022,12 +660,15 @@ session_free(struct smtp_session *s)
 {
 	if (s->lookup != NULL)
 		dns_cancel(s->lookup);
+	smtp_auth_forget(s);
+	if (s->tls_counted)
+		s->srv->n_tls--;
 	if (s->committing != NULL) {
 		/* the commit goes on and the message will be delivered: nobody to tell */
 		spool_msg_forget(s->committing);
-		tx_free(s);
+		smtp_tx_free(s);
 	}
-	tx_abort(s, "Receiving aborted: connection closed");
+	smtp_tx_abort(s, "Receiving aborted: connection closed");
 	/* a client gone before it was identified was never announced: nothing to close */
 	if (s->announced)
 		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " close", s->ids.icid);
@@ -1135,14 +776,17 @@ session_admit(struct smtp_session *s, const char *revname, bool verified)
 	    verified ? "yes" : "no");
 	maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " %s SG %s match %s", s->ids.icid, action,
 	    rule ? rule->group : "(none)", host ? host->text : "(none)");
+	if (s->tls_logged_late)
+		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " TLS success protocol %s cipher %s",
+		    s->ids.icid, io_tls_protocol(s->io), io_tls_cipher(s->io));
 	if (rule != NULL && s->pol->action == ACTION_TCPREFUSE) {
 		session_close(s);
 		return;
 	}
 
-	timer_arm(s->ev_lifetime, lim(s)->max_connection_time);
+	session_timer_arm(s->ev_lifetime, session_limits(s)->max_connection_time);
 	if (s->lc->public)
-		timer_arm(s->ev_injection, lim(s)->injection_timeout);
+		session_timer_arm(s->ev_injection, session_limits(s)->injection_timeout);
 
 	if (rule == NULL || s->pol->action == ACTION_REJECT) {
 		char arg[512];
@@ -1156,8 +800,8 @@ session_admit(struct smtp_session *s, const char *revname, bool verified)
 		    srv->stopping ? "server stopping" : "listener suspended");
 		return;
 	}
-	if (srv->n_sessions > lim(s)->max_connections) {
-		snprintf(d, sizeof(d), "limit %u", lim(s)->max_connections);
+	if (srv->n_sessions > session_limits(s)->max_connections) {
+		snprintf(d, sizeof(d), "limit %u", session_limits(s)->max_connections);
 		session_reply(s, RPL_CONN_TO_HOST, NULL, d);
 		return;
 	}
@@ -1175,10 +819,24 @@ session_admit(struct smtp_session *s, const char *revname, bool verified)
 	}
 	if (s->pol->greet_delay > 0) {
 		s->state = S_GREET;
-		timer_arm(s->ev_greet, s->pol->greet_delay);
+		session_timer_arm(s->ev_greet, s->pol->greet_delay);
 		return;
 	}
 	session_greet(s);
+}
+
+/* the HAT may name hosts: learn the client's verified name first, off the loop */
+static void
+session_identify(struct smtp_session *s)
+{
+	if (!s->cfg->dns.reverse_lookups) {
+		session_admit(s, NULL, false);
+		return;
+	}
+	s->state = S_LOOKUP;
+	if ((s->lookup = dns_lookup_client(s->srv->dns, (struct sockaddr *)&s->peer,
+	    session_identified, s)) == NULL)
+		session_admit(s, NULL, false);
 }
 
 static void
@@ -1240,12 +898,19 @@ smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, sockl
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->n_sessions++;
-	io_set_write_timeout(s->io, lim(s)->command_timeout);
-	if (!s->cfg->dns.reverse_lookups) {
-		session_admit(s, NULL, false);
+	io_set_write_timeout(s->io, session_limits(s)->command_timeout);
+	if (s->lc->tls_wrapper) {
+		/* implicit TLS (RFC 8314): the handshake first, the banner inside it */
+		if (srv->n_tls >= session_limits(s)->max_tls_sessions ||
+		    !tls_configured(s->cfg, s->lc)) {
+			maillog(LOG_WARNING, NULL, "listener %s: connection from %s closed: %s",
+			    s->lc->name, s->addr, tls_configured(s->cfg, s->lc) ?
+			    "too many TLS sessions" : "no certificate for implicit TLS");
+			session_close(s);
+			return;
+		}
+		session_start_tls(s);
 		return;
 	}
-	/* the HAT may name hosts: learn the client's verified name first, off the loop */
-	if ((s->lookup = dns_lookup_client(srv->dns, sa, session_identified, s)) == NULL)
-		session_admit(s, NULL, false);
+	session_identify(s);
 }

@@ -570,3 +570,145 @@ smtp_echo(const char *p, size_t len, char out[65])
 	out[n] = '\0';
 	return out;
 }
+
+/* ---- SASL for AUTH (RFC 4954, RFC 4616) ---- */
+
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * CVE-2018-6789 (Exim): the decoder sized its buffer as 3 * (len / 4) and then
+ * wrote one octet more for an input of 4n+3 characters. Here the length is
+ * checked first (padding is mandatory, so only 4n is valid), and every octet
+ * is checked against cap just before it is written, whatever the input says.
+ * The pad bits must be zero so that one payload has one encoding.
+ */
+int
+smtp_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+	size_t i, o = 0;
+
+	if (len % 4 != 0 || len / 4 > INT_MAX / 3 || (len > 0 && in == NULL))
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		const unsigned char *q = (const unsigned char *)in + i;
+		bool last = i + 4 == len;
+		int a = b64_value(q[0]), b = b64_value(q[1]), c, d;
+		unsigned char v[3];
+		size_t n;
+
+		if (a < 0 || b < 0)
+			return -1;
+		if (last && q[2] == '=') {
+			if (q[3] != '=' || (b & 0x0f) != 0)
+				return -1;
+			v[0] = (unsigned char)(a << 2 | b >> 4);
+			n = 1;
+		} else if (last && q[3] == '=') {
+			if ((c = b64_value(q[2])) < 0 || (c & 0x03) != 0)
+				return -1;
+			v[0] = (unsigned char)(a << 2 | b >> 4);
+			v[1] = (unsigned char)((b & 0x0f) << 4 | c >> 2);
+			n = 2;
+		} else {
+			if ((c = b64_value(q[2])) < 0 || (d = b64_value(q[3])) < 0)
+				return -1;
+			v[0] = (unsigned char)(a << 2 | b >> 4);
+			v[1] = (unsigned char)((b & 0x0f) << 4 | c >> 2);
+			v[2] = (unsigned char)((c & 0x03) << 6 | d);
+			n = 3;
+		}
+		if (n > cap - o)
+			return -1;
+		memcpy(out + o, v, n);
+		o += n;
+	}
+	return (int)o;
+}
+
+int
+smtp_base64_encode(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	if (len > (size_t)(INT_MAX - 4) / 4 * 3 || cap < (len + 2) / 3 * 4 + 1)
+		return -1;
+	for (i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+		size_t rest = len - i;
+
+		if (rest > 1)
+			v |= (unsigned)in[i + 1] << 8;
+		if (rest > 2)
+			v |= in[i + 2];
+		out[o++] = alphabet[v >> 18 & 0x3f];
+		out[o++] = alphabet[v >> 12 & 0x3f];
+		out[o++] = rest > 1 ? alphabet[v >> 6 & 0x3f] : '=';
+		out[o++] = rest > 2 ? alphabet[v & 0x3f] : '=';
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+int
+smtp_sasl_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+	if (len > SMTP_SASL_LINE_MAX)
+		return -1;
+	/* RFC 4954 4: "*" cancels the exchange, "=" is a zero-length initial response */
+	if (len == 1 && in[0] == '*')
+		return SMTP_SASL_CANCEL;
+	if (len == 1 && in[0] == '=')
+		return 0;
+	return smtp_base64_decode(in, len, out, cap);
+}
+
+/*
+ * RFC 4616 2: message = [authzid] UTF8NUL authcid UTF8NUL passwd. A third NUL
+ * would end a field early and let the rest of a password be ignored, so the
+ * count is exact; nothing is copied until the whole message is known good.
+ */
+int
+smtp_sasl_plain(const unsigned char *buf, size_t len, char *authzid, size_t azcap,
+    char *user, size_t ucap, char *pass, size_t pcap)
+{
+	const unsigned char *n1, *n2;
+	size_t azlen, ulen, plen;
+
+	if (azcap == 0 || ucap == 0 || pcap == 0)
+		return -1;
+	authzid[0] = user[0] = pass[0] = '\0';
+	if (len == 0 || buf == NULL || (n1 = memchr(buf, '\0', len)) == NULL)
+		return -1;
+	azlen = (size_t)(n1 - buf);
+	if ((n2 = memchr(n1 + 1, '\0', len - azlen - 1)) == NULL)
+		return -1;
+	ulen = (size_t)(n2 - n1 - 1);
+	plen = len - azlen - 1 - ulen - 1;
+	if (memchr(n2 + 1, '\0', plen) != NULL)
+		return -1;
+	if (ulen == 0 || plen == 0 || azlen >= azcap || ulen >= ucap || plen >= pcap)
+		return -1;
+	memcpy(authzid, buf, azlen);
+	authzid[azlen] = '\0';
+	memcpy(user, n1 + 1, ulen);
+	user[ulen] = '\0';
+	memcpy(pass, n2 + 1, plen);
+	pass[plen] = '\0';
+	return 0;
+}

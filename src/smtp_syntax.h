@@ -118,4 +118,40 @@ int smtp_xtext_decode(const struct smtp_span *in, char *out, size_t cap);
  */
 char *smtp_echo(const char *p, size_t len, char out[65]);
 
+/*
+ * SASL for AUTH (RFC 4954). A client's AUTH line and each response may be
+ * SMTP_SASL_LINE_MAX octets (4): the session's line reader must take that much,
+ * and these functions refuse more.
+ */
+#define SMTP_SASL_LINE_MAX	12288
+#define SMTP_SASL_CANCEL	(-2)		/* the client sent "*" */
+
+/*
+ * Strict base64 (RFC 4648 4): the standard alphabet, no white space, padding
+ * required (so len % 4 == 0), '=' only at the end, pad bits zero. Writes at most
+ * cap octets to out (not NUL-terminated: the payload may hold NULs). Returns
+ * the decoded length, or -1 on any malformed input or when cap is too small.
+ */
+int smtp_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap);
+
+/* base64 with padding, NUL-terminated: the length, or -1 when cap is too small */
+int smtp_base64_encode(const unsigned char *in, size_t len, char *out, size_t cap);
+
+/*
+ * A SASL response as the client sends it: "*" is SMTP_SASL_CANCEL (meaningful
+ * only as a reply to a 334 challenge), "=" alone is an empty response (4: how
+ * an empty initial response is sent), anything else is smtp_base64_decode().
+ * -1 on bad base64 or when longer than SMTP_SASL_LINE_MAX.
+ */
+int smtp_sasl_decode(const char *in, size_t len, unsigned char *out, size_t cap);
+
+/*
+ * A decoded PLAIN message (RFC 4616 2): [authzid] NUL authcid NUL passwd.
+ * Exactly two NULs; authcid and passwd not empty; each field is copied
+ * NUL-terminated and must fit its buffer (len < cap). Returns 0, or -1 with
+ * nothing copied (each buffer holds "").
+ */
+int smtp_sasl_plain(const unsigned char *buf, size_t len, char *authzid, size_t azcap,
+    char *user, size_t ucap, char *pass, size_t pcap);
+
 #endif

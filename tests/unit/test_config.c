@@ -444,9 +444,29 @@ test_listener_settings(void **state)
 }
 
 static void
+test_err_tls_without_certificate(void **state)
+{
+	char err[4096];
+	struct config *c;
+
+	(void)state;
+	c = config_load_string("policy_defaults = { tls = \"required\"; };\n" MINIMAL,
+	    "t.conf", err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "t.conf:"));
+	assert_non_null(strstr(err, "has tls = \"required\" but no certificate"));
+	c = config_load_string("listeners = ( { name = \"w\"; listen = \"127.0.0.1:4465\"; "
+	    "tls_wrapper = true; } );\n", "t.conf", err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "tls_wrapper needs a certificate"));
+}
+
+static void
 test_policy_inheritance(void **state)
 {
 	struct config *c = load_tmp(
+	    /* a policy that offers TLS needs a certificate somewhere (not read at load) */
+	    "tls = { certificate = \"/etc/mailgate/cert.pem\"; key = \"/etc/mailgate/key.pem\"; };\n"
 	    "policy_defaults = { action = \"relay\"; max_message_size = \"20M\";\n"
 	    "  tls = \"preferred\"; tls_required_senders = [ \"bank.example\" ];\n"
 	    "  banner_text = \"hello\"; greet_delay = \"5s\"; };\n"
@@ -1022,6 +1042,7 @@ main(void)
 		cmocka_unit_test(test_err_unknown_policy),
 		cmocka_unit_test(test_err_missing_required),
 		cmocka_unit_test(test_err_listeners),
+		cmocka_unit_test(test_err_tls_without_certificate),
 		cmocka_unit_test(test_err_hat_host),
 		cmocka_unit_test(test_err_route_target),
 		cmocka_unit_test(test_err_syntax),

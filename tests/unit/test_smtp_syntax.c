@@ -4,7 +4,9 @@
  * parameters, HELO names, SIZE, xtext (RFC 3461) and reply echoes. Each table
  * row is one line to extend; a failure names the row. The hostile classes of
  * spec/hostile.md 6-9 and 11 (code-like strings, lengths, parameters, NUL and
- * 8-bit, relay tricks) each have rows here.
+ * 8-bit, relay tricks) each have rows here, and class 10 (AUTH: base64 of every
+ * length mod 4, "=" and "*", missing or extra NULs, overlong fields) has the
+ * SASL rows at the end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -943,6 +945,330 @@ test_random_args(void **state)
 	assert_true(ok > 2000);
 }
 
+/* ---- SASL: base64 (RFC 4648), responses (RFC 4954 4), PLAIN (RFC 4616) ---- */
+
+static void
+test_base64_decode(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;		/* NULL: must fail */
+		size_t olen;
+	} rows[] = {
+		/* RFC 4648 10 */
+		{ S(""), "", 0 },
+		{ S("Zg=="), S("f") },
+		{ S("Zm8="), S("fo") },
+		{ S("Zm9v"), S("foo") },
+		{ S("Zm9vYg=="), S("foob") },
+		{ S("Zm9vYmE="), S("fooba") },
+		{ S("Zm9vYmFy"), S("foobar") },
+		{ S("AGFsaWNlAHNlY3JldA=="), S("\0alice\0secret") },
+		{ S("+/+/"), S("\xfb\xff\xbf") },
+		{ S("AAAA"), S("\0\0\0") },
+		/* every length mod 4 that is not 0: padding is mandatory */
+		{ S("Z"), NULL, 0 },
+		{ S("Zg"), NULL, 0 },
+		{ S("Zg="), NULL, 0 },
+		{ S("Zm9"), NULL, 0 },
+		{ S("Zm9vY"), NULL, 0 },
+		{ S("Zm9vYg"), NULL, 0 },
+		{ S("Zm9vYmF"), NULL, 0 },
+		{ S("="), NULL, 0 },
+		{ S("=="), NULL, 0 },
+		/* padding in the wrong place, too much of it, non-zero pad bits */
+		{ S("===="), NULL, 0 },
+		{ S("Z==="), NULL, 0 },
+		{ S("Zg=a"), NULL, 0 },
+		{ S("Z=g="), NULL, 0 },
+		{ S("Zg==Zg=="), NULL, 0 },
+		{ S("Zm8=Zm9v"), NULL, 0 },
+		{ S("Zh=="), NULL, 0 },
+		{ S("Zm9="), NULL, 0 },
+		/* no white space, no other alphabet, no NUL, no 8-bit */
+		{ S("Zm9v\n"), NULL, 0 },
+		{ S("Zm 9v"), NULL, 0 },
+		{ S(" Zm9v"), NULL, 0 },
+		{ S("Zm9v\r\nZm9v"), NULL, 0 },
+		{ S("-_-_"), NULL, 0 },
+		{ S("Zm\0v"), NULL, 0 },
+		{ S("Zm9\xff"), NULL, 0 },
+		{ S("Zm9v*==="), NULL, 0 },
+	};
+	unsigned char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int r = smtp_base64_decode(rows[i].in, rows[i].len, out, sizeof(out));
+		char e[65];
+		smtp_echo(rows[i].in, rows[i].len, e);
+		if (rows[i].out == NULL) {
+			if (r != -1)
+				fail_msg("row \"%s\": decoded %d octets, want -1", e, r);
+			continue;
+		}
+		if (r != (int)rows[i].olen || memcmp(out, rows[i].out, rows[i].olen) != 0)
+			fail_msg("row \"%s\": got %d octets, want %zu", e, r, rows[i].olen);
+	}
+}
+
+/*
+ * CVE-2018-6789: never one octet past the buffer. Every input length from 0 to
+ * 64 and every cap from 0 to 50, with a canary after cap.
+ */
+static void
+test_base64_decode_bounds(void **state)
+{
+	char in[65];
+	unsigned char out[64];
+
+	(void)state;
+	memset(in, 'Q', sizeof(in));
+	for (size_t len = 0; len <= 64; len++) {
+		for (size_t cap = 0; cap <= 50; cap++) {
+			int r;
+			memset(out, 0xa5, sizeof(out));
+			r = smtp_base64_decode(in, len, out, cap);
+			if (len % 4 != 0 || len / 4 * 3 > cap)
+				assert_int_equal(r, -1);
+			else
+				assert_int_equal(r, (int)(len / 4 * 3));
+			for (size_t k = cap; k < sizeof(out); k++)
+				assert_int_equal(out[k], 0xa5);
+		}
+	}
+	/* the exact size is enough, one less is not */
+	assert_int_equal(smtp_base64_decode(S("Zm9vYmE="), out, 5), 5);
+	assert_int_equal(smtp_base64_decode(S("Zm9vYmE="), out, 4), -1);
+	assert_int_equal(smtp_base64_decode(S("Zg=="), out, 1), 1);
+	assert_int_equal(smtp_base64_decode(S("Zg=="), out, 0), -1);
+	assert_int_equal(smtp_base64_decode(NULL, 0, NULL, 0), 0);
+}
+
+static void
+test_base64_encode(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;
+	} rows[] = {
+		{ S(""), "" },
+		{ S("f"), "Zg==" },
+		{ S("fo"), "Zm8=" },
+		{ S("foo"), "Zm9v" },
+		{ S("foob"), "Zm9vYg==" },
+		{ S("fooba"), "Zm9vYmE=" },
+		{ S("foobar"), "Zm9vYmFy" },
+		/* the 334 challenges of AUTH LOGIN */
+		{ S("Username:"), "VXNlcm5hbWU6" },
+		{ S("Password:"), "UGFzc3dvcmQ6" },
+		{ S("\0\xff\xfe"), "AP/+" },
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int r = smtp_base64_encode((const unsigned char *)rows[i].in, rows[i].len, out,
+		    sizeof(out));
+		assert_int_equal(r, (int)strlen(rows[i].out));
+		assert_string_equal(out, rows[i].out);
+	}
+	/* room for the NUL is required */
+	assert_int_equal(smtp_base64_encode((const unsigned char *)"foo", 3, out, 5), 4);
+	assert_int_equal(smtp_base64_encode((const unsigned char *)"foo", 3, out, 4), -1);
+	assert_int_equal(smtp_base64_encode((const unsigned char *)"", 0, out, 1), 0);
+	assert_int_equal(smtp_base64_encode((const unsigned char *)"", 0, out, 0), -1);
+}
+
+static void
+test_base64_round_trip(void **state)
+{
+	uint32_t seed = 0xba5e64;
+	unsigned char in[200], back[200];
+	char enc[300];
+
+	(void)state;
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = xorshift(&seed) % sizeof(in);
+		int e, d;
+		for (size_t k = 0; k < len; k++)
+			in[k] = (unsigned char)xorshift(&seed);
+		e = smtp_base64_encode(in, len, enc, sizeof(enc));
+		assert_int_equal(e, (int)((len + 2) / 3 * 4));
+		d = smtp_base64_decode(enc, (size_t)e, back, sizeof(back));
+		assert_int_equal(d, (int)len);
+		assert_memory_equal(in, back, len);
+		/* any one byte changed to a non-alphabet byte must be refused */
+		if (e > 0) {
+			size_t at = xorshift(&seed) % (size_t)e;
+			char keep = enc[at];
+			enc[at] = "\0 \r\n-_.*"[xorshift(&seed) % 8];
+			assert_int_equal(smtp_base64_decode(enc, (size_t)e, back, sizeof(back)), -1);
+			enc[at] = keep;
+		}
+	}
+}
+
+/* random bytes from a base64-ish alphabet: never a crash, never past cap */
+static void
+test_base64_random(void **state)
+{
+	static const char alpha[] = "ABZaz09+/=Qg\0 \r\n*-";
+	uint32_t seed = 0x5a5105;
+	char in[40];
+	unsigned char out[40];
+	unsigned ok = 0;
+
+	(void)state;
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = xorshift(&seed) % 33, cap = xorshift(&seed) % 33;
+		int r;
+		for (size_t k = 0; k < len; k++)
+			in[k] = alpha[xorshift(&seed) % (sizeof(alpha) - 1)];
+		memset(out, 0xa5, sizeof(out));
+		r = smtp_base64_decode(in, len, out, cap);
+		for (size_t k = cap; k < sizeof(out); k++)
+			assert_int_equal(out[k], 0xa5);
+		if (r < 0)
+			continue;
+		ok++;
+		assert_true((size_t)r <= cap);
+		assert_int_equal(len % 4, 0);
+		/* what decodes, re-encodes to exactly the input: one encoding per payload */
+		{
+			char again[64];
+			int e = smtp_base64_encode(out, (size_t)r, again, sizeof(again));
+			assert_int_equal(e, (int)len);
+			assert_memory_equal(again, in, len);
+		}
+	}
+	assert_true(ok > 1000);
+}
+
+static void
+test_sasl_decode(void **state)
+{
+	unsigned char out[SMTP_SASL_LINE_MAX];
+	char *big;
+
+	(void)state;
+	assert_int_equal(smtp_sasl_decode(S("="), out, sizeof(out)), 0);
+	assert_int_equal(smtp_sasl_decode(S("*"), out, sizeof(out)), SMTP_SASL_CANCEL);
+	assert_int_equal(smtp_sasl_decode(S(""), out, sizeof(out)), 0);
+	assert_int_equal(smtp_sasl_decode(S("**"), out, sizeof(out)), -1);
+	assert_int_equal(smtp_sasl_decode(S("=="), out, sizeof(out)), -1);
+	assert_int_equal(smtp_sasl_decode(S("*="), out, sizeof(out)), -1);
+	assert_int_equal(smtp_sasl_decode(S("Zg"), out, sizeof(out)), -1);
+	assert_int_equal(smtp_sasl_decode(S("AGFsaWNlAHNlY3JldA=="), out, sizeof(out)), 13);
+	assert_memory_equal(out, "\0alice\0secret", 13);
+
+	/* RFC 4954 4: 12288 octets are taken, one more is not */
+	big = malloc(SMTP_SASL_LINE_MAX + 4);
+	assert_non_null(big);
+	memset(big, 'A', SMTP_SASL_LINE_MAX + 4);
+	assert_int_equal(smtp_sasl_decode(big, SMTP_SASL_LINE_MAX, out, sizeof(out)),
+	    SMTP_SASL_LINE_MAX / 4 * 3);
+	assert_int_equal(smtp_sasl_decode(big, SMTP_SASL_LINE_MAX + 4, out, sizeof(out)), -1);
+	/* and the output buffer still bounds it */
+	assert_int_equal(smtp_sasl_decode(big, SMTP_SASL_LINE_MAX, out, 100), -1);
+	free(big);
+}
+
+static void
+test_sasl_plain(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		int r;
+		const char *authzid, *user, *pass;
+	} rows[] = {
+		{ S("\0alice\0secret"), 0, "", "alice", "secret" },
+		{ S("alice\0alice\0secret"), 0, "alice", "alice", "secret" },
+		{ S("admin\0alice\0s e c r e t"), 0, "admin", "alice", "s e c r e t" },
+		{ S("\0a\0b"), 0, "", "a", "b" },
+		/* exactly two NULs */
+		{ S(""), -1, "", "", "" },
+		{ S("alice"), -1, "", "", "" },
+		{ S("alice\0secret"), -1, "", "", "" },
+		{ S("\0alice\0sec\0ret"), -1, "", "", "" },
+		{ S("\0alice\0secret\0"), -1, "", "", "" },
+		{ S("\0\0alice\0secret"), -1, "", "", "" },
+		{ S("\0\0\0"), -1, "", "", "" },
+		/* authcid and passwd not empty */
+		{ S("\0\0secret"), -1, "", "", "" },
+		{ S("\0alice\0"), -1, "", "", "" },
+		{ S("\0\0"), -1, "", "", "" },
+		{ S("authz\0\0"), -1, "", "", "" },
+	};
+	char az[16], user[16], pass[16];
+	unsigned char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char e[65];
+		int r;
+		memcpy(buf, rows[i].in, rows[i].len);
+		memset(az, 'z', sizeof(az));
+		memset(user, 'z', sizeof(user));
+		memset(pass, 'z', sizeof(pass));
+		r = smtp_sasl_plain(buf, rows[i].len, az, sizeof(az), user, sizeof(user), pass,
+		    sizeof(pass));
+		smtp_echo(rows[i].in, rows[i].len, e);
+		if (r != rows[i].r || strcmp(az, rows[i].authzid) != 0 ||
+		    strcmp(user, rows[i].user) != 0 || strcmp(pass, rows[i].pass) != 0)
+			fail_msg("row \"%s\": got %d \"%s\" \"%s\" \"%s\"", e, r, az, user, pass);
+	}
+
+	/* a field must fit its buffer with its NUL: 15 octets go in 16, 16 do not */
+	memcpy(buf, "\0" "uuuuuuuuuuuuuuu" "\0" "ppppppppppppppp", 32);
+	assert_int_equal(smtp_sasl_plain(buf, 32, az, sizeof(az), user, sizeof(user), pass,
+	    sizeof(pass)), 0);
+	assert_int_equal(strlen(user), 15);
+	assert_int_equal(strlen(pass), 15);
+	memcpy(buf, "\0" "uuuuuuuuuuuuuuuu" "\0" "p", 19);
+	assert_int_equal(smtp_sasl_plain(buf, 19, az, sizeof(az), user, sizeof(user), pass,
+	    sizeof(pass)), -1);
+	memcpy(buf, "\0" "u" "\0" "pppppppppppppppp", 19);
+	assert_int_equal(smtp_sasl_plain(buf, 19, az, sizeof(az), user, sizeof(user), pass,
+	    sizeof(pass)), -1);
+	assert_string_equal(pass, "");
+	memcpy(buf, "aaaaaaaaaaaaaaaa" "\0" "u" "\0" "p", 20);
+	assert_int_equal(smtp_sasl_plain(buf, 20, az, sizeof(az), user, sizeof(user), pass,
+	    sizeof(pass)), -1);
+	assert_int_equal(smtp_sasl_plain(buf, 20, az, 0, user, sizeof(user), pass,
+	    sizeof(pass)), -1);
+}
+
+/* random bytes with many NULs: never past a buffer, and a success is consistent */
+static void
+test_sasl_plain_random(void **state)
+{
+	uint32_t seed = 0x9a55;
+	unsigned char buf[40];
+	char az[9], user[9], pass[9];
+	unsigned ok = 0;
+
+	(void)state;
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = xorshift(&seed) % sizeof(buf);
+		for (size_t k = 0; k < len; k++)
+			buf[k] = xorshift(&seed) % 4 == 0 ? 0 : (unsigned char)('a' + xorshift(&seed) % 3);
+		if (smtp_sasl_plain(buf, len, az, sizeof(az), user, sizeof(user), pass,
+		    sizeof(pass)) != 0) {
+			assert_string_equal(pass, "");
+			continue;
+		}
+		ok++;
+		assert_int_equal(strlen(az) + 1 + strlen(user) + 1 + strlen(pass), len);
+		assert_true(strlen(user) > 0 && strlen(pass) > 0);
+		assert_memory_equal(buf + strlen(az) + 1, user, strlen(user));
+	}
+	assert_true(ok > 100);
+}
+
 int
 main(void)
 {
@@ -960,6 +1286,14 @@ main(void)
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_echo),
 		cmocka_unit_test(test_random_args),
+		cmocka_unit_test(test_base64_decode),
+		cmocka_unit_test(test_base64_decode_bounds),
+		cmocka_unit_test(test_base64_encode),
+		cmocka_unit_test(test_base64_round_trip),
+		cmocka_unit_test(test_base64_random),
+		cmocka_unit_test(test_sasl_decode),
+		cmocka_unit_test(test_sasl_plain),
+		cmocka_unit_test(test_sasl_plain_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
