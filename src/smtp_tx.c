@@ -178,7 +178,7 @@ smtp_tx_mail(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, RPL_SERVER_ERROR, NULL, "no message ID available");
 		return;
 	}
-	if ((s->tx = calloc(1, sizeof(*s->tx))) == NULL) {
+	if (spool_fault_enomem(s->srv->spool) || (s->tx = calloc(1, sizeof(*s->tx))) == NULL) {
 		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
 		return;
 	}

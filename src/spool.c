@@ -68,6 +68,7 @@ enum spool_fault {
 	FAULT_ENOSPC,
 	FAULT_EIO,
 	FAULT_SYNC_EIO,
+	FAULT_ENOMEM,		/* test-only: the session plays a failed allocation */
 };
 
 /* the loop asks the committer for the next MID block; the committer answers */
@@ -224,7 +225,8 @@ spool_statvfs(int fd)
 /*
  * Test-only: <spooldir>/fault, if present, names a disk fault to simulate so
  * the integration tests can play a full or failing disk. Its first word:
- * "enospc", "eio" or "sync-eio".
+ * "enospc", "eio" or "sync-eio"; or "enomem", which spool_fault_enomem() reports
+ * so the session can play a failed allocation.
  */
 static enum spool_fault
 spool_fault_read(const struct spool *sp)
@@ -248,11 +250,19 @@ spool_fault_read(const struct spool *sp)
 		return FAULT_EIO;
 	if (util_span_ieq(buf, len, "sync-eio"))
 		return FAULT_SYNC_EIO;
+	if (util_span_ieq(buf, len, "enomem"))
+		return FAULT_ENOMEM;
 	return FAULT_NONE;
 }
 #else
 #define spool_fault_read(sp)	((void)(sp), FAULT_NONE)
 #endif
+
+bool
+spool_fault_enomem(const struct spool *sp)
+{
+	return spool_fault_read(sp) == FAULT_ENOMEM;
+}
 
 /* the write error a fault stands for, 0 if it is not one */
 static int

@@ -66,6 +66,9 @@ uint64_t spool_next_mid(struct spool *);
 /* free space on the spool's filesystem is below min_free_disk (refreshed off the loop) */
 bool spool_space_low(const struct spool *);
 
+/* test builds (MAILGATE_FAULT_HOOKS): <spool>/fault says "enomem"; else always false */
+bool spool_fault_enomem(const struct spool *);
+
 /* committed messages and their octets, for queue limits and status */
 uint64_t spool_count(const struct spool *);
 uint64_t spool_bytes(const struct spool *);

@@ -279,3 +279,24 @@ def test_flood_no_descriptor_leak(mailgate):
         len(before), len(after),
         {k: v for k, v in after.items() if before.get(k) != v},
         {k: v for k, v in before.items() if after.get(k) != v})
+
+
+# ------------------------------------------------------------------ memory
+
+def test_temporary_system_error_when_allocation_fails(mailgate):
+    """An allocation that fails (played by the test build's fault hook: the file
+    <spool>/fault holding "enomem") gives 452 #4.3.1 temporary system error (12),
+    and the session survives: the next MAIL, once memory is back, is taken."""
+    s = mailgate()
+    c = open_session(s, "127.0.0.1")
+    c.ehlo()
+    fault = s.spool / "fault"
+    fault.write_text("enomem\n")
+    mark = s.log_mark()
+    c.cmd("MAIL FROM:<a@test.example>", 452, "#4.3.1 temporary system error (12)")
+    failed_logged(s, mark, c.icid)
+    c.cmd("NOOP", 250, "ok")
+    fault.unlink()
+    mid = c.send_message()
+    c.quit()
+    assert s.queue_mids() == [mid]
