@@ -39,6 +39,7 @@ struct io {
 	unsigned write_timeout;
 	struct event *ev_closed;		/* reports closed once all output is out */
 	struct evbuffer_cb_entry *under_cb;	/* watches the socket's output under TLS */
+	bool close_notify_sent;
 	const struct io_callbacks *cb;
 	void *arg;
 	bool discarding;		/* inside an overlong line */
@@ -89,6 +90,12 @@ io_maybe_closed(struct io *io)
 
 	if (evbuffer_get_length(bufferevent_get_output(io->bev)) > 0)
 		return;
+	/* every reply is encrypted by now: end TLS properly (RFC 8446 6.1) */
+	if (io->ssl != NULL && !io->tls_done && !io->close_notify_sent) {
+		io->close_notify_sent = true;
+		(void)SSL_shutdown(io->ssl);
+		ERR_clear_error();
+	}
 	if (under != NULL && evbuffer_get_length(bufferevent_get_output(under)) > 0) {
 		if (io->under_cb == NULL)
 			io->under_cb = evbuffer_add_cb(bufferevent_get_output(under), io_under_cb,

@@ -346,6 +346,14 @@ tls_done(void *arg, bool ok)
 	if (!ok) {
 		char why[200];
 		util_escape(why, sizeof(why), io_tls_error(s->io), strlen(io_tls_error(s->io)));
+		if (!s->announced) {
+			/* implicit TLS failed before the banner: still say who it was */
+			s->ids.icid = ++s->srv->next_icid;
+			s->announced = true;
+			maillog(LOG_INFO, &s->ids, "New SMTP ICID %" PRIu64 " interface %s (%s) "
+			    "address %s reverse dns host unknown verified no", s->ids.icid,
+			    s->lc->name, s->local, s->addr);
+		}
 		maillog(LOG_INFO, &s->ids, "ICID %" PRIu64 " TLS failed: %s", s->ids.icid, why);
 		/* no reply can be read by a client whose handshake failed: just close */
 		s->state = S_CMD;

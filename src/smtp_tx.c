@@ -96,8 +96,9 @@ mail_params(struct smtp_session *s, const struct smtp_params *ps, const char **b
 				session_reply_echo(s, RPL_UNKNOWN_VALUE, p->value.p, p->value.len);
 				return false;
 			}
-		} else if (strcmp(p->key, "AUTH") == 0 && s->pol->auth != MODE_OFF) {
-			/* RFC 4954 5: taken where AUTH is offered; the value is not trusted */
+		} else if (strcmp(p->key, "AUTH") == 0 &&
+		    (session_auth_offered(s) || s->authenticated)) {
+			/* RFC 4954 5: taken where AUTH is offered (or done); the value is not trusted */
 			char who[SMTP_PATH_MAX + 1];
 			if (!p->has_value ||
 			    smtp_xtext_decode(&p->value, who, sizeof(who)) < 0) {
