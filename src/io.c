@@ -251,6 +251,17 @@ io_getline(struct io *io, char *buf, size_t cap, size_t max, size_t *len)
 	}
 }
 
+size_t
+io_peek(struct io *io, void *buf, size_t n)
+{
+	ev_ssize_t r;
+
+	if (io->discarding)
+		return 0;
+	r = evbuffer_copyout(bufferevent_get_input(io->bev), buf, n);
+	return r < 0 ? 0 : (size_t)r;
+}
+
 struct evbuffer *
 io_input(struct io *io)
 {

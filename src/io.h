@@ -40,6 +40,9 @@ size_t io_pending(struct io *);
 /* the next CRLF line of at most max octets with its CRLF, copied into buf (cap >= max) */
 enum io_line_result io_getline(struct io *, char *buf, size_t cap, size_t max, size_t *len);
 
+/* copy up to n bytes from the start of the input without taking them; 0 inside an overlong line */
+size_t io_peek(struct io *, void *buf, size_t n);
+
 /* raw input, for the data filter: look with evbuffer_peek, then io_consume() */
 struct evbuffer *io_input(struct io *);
 void io_consume(struct io *, size_t n);

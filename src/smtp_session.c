@@ -504,6 +504,24 @@ session_after_message(struct smtp_session *s)
 		session_reply(s, RPL_INJECTION_TIMEOUT, NULL, NULL);
 }
 
+/*
+ * A TLS ClientHello where a command belongs (a client that wanted implicit TLS,
+ * hostile.md 12): it will never send a CRLF, so answer now and close rather than
+ * let both sides wait for the command timeout.
+ */
+static bool
+tls_client_hello(struct smtp_session *s)
+{
+	unsigned char b[3];
+
+	if (io_peek(s->io, b, sizeof(b)) < sizeof(b) || b[0] != 0x16 || b[1] != 0x03 ||
+	    b[2] > 0x04)
+		return false;
+	session_reply(s, RPL_NOT_RECOGNIZED, NULL, "a TLS handshake on a plaintext port");
+	session_close(s);
+	return true;
+}
+
 void
 session_process(struct smtp_session *s)
 {
@@ -521,6 +539,8 @@ session_process(struct smtp_session *s)
 		switch (s->state) {
 		case S_CMD:
 		case S_AUTH:
+			if (s->state == S_CMD && tls_client_hello(s))
+				return;
 			switch (io_getline(s->io, line, sizeof(line), SMTP_SASL_LINE_MAX + 2, &len)) {
 			case IO_NEED_MORE:
 				return;

@@ -188,6 +188,36 @@ def test_max_tls_sessions(mailgate, certs):
 
 # ---------------------------------------------------------------- handshakes
 
+def client_hello_bytes():
+    """The first flight of a real TLS client: a ClientHello record, nothing sent."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=HOSTNAME)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+def test_client_hello_on_a_plaintext_listener(mailgate):
+    """hostile.md 12: a TLS ClientHello where a command belongs (a client that wanted
+    implicit TLS) gets 500 at once and the close, not a wait for the command timeout;
+    the server goes on serving."""
+    srv = mailgate(limits={"command_timeout": "5m"})
+    hello = client_hello_bytes()
+    assert hello[:2] == b"\x16\x03"
+    c = srv.connect()
+    mark = srv.log_mark()
+    c.send(hello)
+    r = c.reply(timeout=30)
+    assert r.raw == b"500 #5.5.1 command not recognized\r\n", r
+    c.expect_closed()
+    srv.wait_log(r"Info: ICID %d Receiving Failed: .*TLS handshake on a plaintext port" %
+                 c.icid, mark)
+    srv.assert_serving()
+
+
 def test_plaintext_instead_of_client_hello(mailgate, certs):
     """hostile.md 4: a plaintext line where the ClientHello belongs ends the connection,
     with logs.md's 'TLS failed' line, and is never answered as a command."""
