@@ -1,7 +1,7 @@
 /*
- * control_cmd.c: `mailgate status`, `reload` and `listener suspend|resume`,
- * and control_call(), the blocking client of the control protocol (see
- * control_cmd.h and control.h).
+ * control_cmd.c: `mailgate status`, `reload`, `listener suspend|resume` and
+ * `queue delete|bounce|hold|release|deliver`, and control_call(), the
+ * blocking client of the control protocol (see control_cmd.h and control.h).
  *
  * The client runs in the command, never in the server, so it may block, but
  * never for longer than CONTROL_CALL_TIMEOUT in all: a server that accepts and
@@ -523,5 +523,111 @@ control_cmd_listener(int argc, char **argv, const struct config *cfg)
 	printf("listener ");
 	control_put(stdout, argv[2], false);
 	fputs(suspend ? " suspended\n" : " resumed\n", stdout);
+	return 0;
+}
+
+/* ---- queue actions ---- */
+
+static const char *const control_queue_actions[] = {
+	"delete", "bounce", "hold", "release", "deliver",
+};
+
+bool
+control_cmd_is_queue_action(const char *name)
+{
+	for (size_t i = 0; i < sizeof(control_queue_actions) / sizeof(*control_queue_actions); i++)
+		if (strcmp(name, control_queue_actions[i]) == 0)
+			return true;
+	return false;
+}
+
+/* a MID as the operator types it: a positive decimal */
+static bool
+control_parse_mid(const char *s, json_int_t *out)
+{
+	json_int_t v = 0;
+
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (INT64_MAX - (*s - '0')) / 10)
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	*out = v;
+	return v > 0;
+}
+
+int
+control_cmd_queue(int argc, char **argv, const struct config *cfg)
+{
+	static const char usage[] = "mailgate queue [-c FILE] delete|bounce|hold|release MID...\n"
+	    "       mailgate queue [-c FILE] deliver [DOMAIN]";
+	char command[32], err[4096];
+	json_t *args, *mids, *result = NULL;
+	json_int_t mid;
+	int status;
+
+	if (argc < 1 || !control_cmd_is_queue_action(argv[0]))
+		return control_usage(usage);
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("usage: %s\n", usage);
+		return 0;
+	}
+	snprintf(command, sizeof(command), "queue-%s", argv[0]);
+	if (strcmp(argv[0], "deliver") == 0) {
+		if (argc > 2)
+			return control_usage(usage);
+		args = argc == 2 ? json_pack("{s:s}", "domain", argv[1]) : json_object();
+	} else {
+		if (argc < 2)
+			return control_usage(usage);
+		if ((args = json_object()) == NULL || (mids = json_array()) == NULL ||
+		    json_object_set_new(args, "mids", mids) == -1) {
+			json_decref(args);
+			return control_fail(2, "out of memory");
+		}
+		for (int i = 1; i < argc; i++) {
+			if (!control_parse_mid(argv[i], &mid)) {
+				fprintf(stderr, "mailgate: not a MID (a positive number): ");
+				control_put(stderr, argv[i], false);
+				putc('\n', stderr);
+				json_decref(args);
+				return control_usage(usage);
+			}
+			if (json_array_append_new(mids, json_integer(mid)) == -1) {
+				json_decref(args);
+				return control_fail(2, "out of memory");
+			}
+		}
+	}
+	if (args == NULL)
+		return control_fail(2, "out of memory (or the domain is not UTF-8)");
+	status = control_call(cfg->control, command, args, &result, err, sizeof(err));
+	json_decref(args);
+	if (status != 0)
+		return control_fail(status, err);
+	if (strcmp(argv[0], "deliver") == 0) {
+		json_int_t n = json_integer_value(json_object_get(result, "rescheduled"));
+
+		printf("%" JSON_INTEGER_FORMAT " deferred recipient%s due now", n,
+		    n == 1 ? "" : "s");
+		if (argc == 2) {
+			fputs(" for ", stdout);
+			control_put(stdout, argv[1], false);
+		}
+		putchar('\n');
+	} else {
+		const char *done = json_string_value(json_object_get(result, "action"));
+		size_t i;
+		json_t *v;
+
+		/* the server's word, if it is a plain one */
+		if (done == NULL || strspn(done, "abcdefghijklmnopqrstuvwxyz") != strlen(done))
+			done = "done";
+		json_array_foreach(json_object_get(result, "mids"), i, v)
+			printf("MID %" JSON_INTEGER_FORMAT " %s\n", json_integer_value(v), done);
+	}
+	json_decref(result);
 	return 0;
 }

@@ -1,13 +1,15 @@
 /*
  * control_cmd.h: the subcommands that talk to the running server through its
- * control socket (status, reload, listener suspend/resume), and the client
- * side of the control protocol they share (control.h is the server side).
+ * control socket (status, reload, listener suspend/resume, the queue actions),
+ * and the client side of the control protocol they share (control.h is the
+ * server side).
  * Exit statuses follow spec/cli.md: 0 done, 1 the server said no, 2 usage
  * error or no server to talk to.
  */
 #ifndef MAILGATE_CONTROL_CMD_H
 #define MAILGATE_CONTROL_CMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -37,5 +39,14 @@ int control_call(const char *path, const char *command, json_t *args, json_t **r
 int control_cmd_status(int argc, char **argv, const struct config *);
 int control_cmd_reload(int argc, char **argv, const struct config *);
 int control_cmd_listener(int argc, char **argv, const struct config *);
+
+/* delete, bounce, hold, release, deliver: the queue actions the server does */
+bool control_cmd_is_queue_action(const char *);
+
+/*
+ *   queue delete|bounce|hold|release MID...   (every MID queued, or nothing done: 1)
+ *   queue deliver [DOMAIN]
+ */
+int control_cmd_queue(int argc, char **argv, const struct config *);
 
 #endif

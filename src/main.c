@@ -44,8 +44,9 @@ static const struct subcommand subcommands[] = {
 	    "run the server in the foreground (SIGHUP reloads, SIGTERM drains and stops)" },
 	{ "check", cmd_check, "mailgate check [-c FILE]",
 	    "validate a config and print the effective one" },
-	{ "queue", cmd_queue, "mailgate queue [-c FILE] list [--json] | show MID",
-	    "list the queued messages, or show one" },
+	{ "queue", cmd_queue, "mailgate queue [-c FILE] list [--json] | show MID | "
+	    "delete|bounce|hold|release MID... | deliver [DOMAIN]",
+	    "list the queued messages or show one (from the spool); act on them (server)" },
 	{ "status", cmd_status, "mailgate status [-c FILE] [detail] [--json]",
 	    "counters and gauges of the running server" },
 	{ "reload", cmd_reload, "mailgate reload [-c FILE]",
@@ -190,7 +191,11 @@ cmd_queue(int argc, char **argv)
 		return sub_usage("queue", stderr, EXIT_USAGE);
 	if ((cfg = load_config(given, NULL, &status)) == NULL)
 		return status;
-	status = queue_cmd_main(argc - 1, argv + 1, cfg->spool);
+	/* list and show read the spool; the actions are the running server's */
+	if (control_cmd_is_queue_action(argv[1]))
+		status = control_cmd_queue(argc - 1, argv + 1, cfg);
+	else
+		status = queue_cmd_main(argc - 1, argv + 1, cfg->spool);
 	config_unref(cfg);
 	return status;
 }

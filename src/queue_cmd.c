@@ -4,9 +4,13 @@
  *
  * Output is for people (aligned columns, human sizes and ages) or, with
  * --json, for programs: one JSON object per line and nothing else on stdout.
- * Every recipient is "queued" until the scheduler records other states.
- * Envelope text is printable ASCII by the spool reader's rules, so nothing
- * here can put a control sequence on the operator's terminal.
+ * A recipient's state comes from the scheduler's record, state/<mid>: queued
+ * (never tried), deferred, delivered, bounced, or held (not done, and the
+ * message held). The record is append-only and a torn last line is ignored,
+ * so reading it next to a running server is safe. Envelope and state text are
+ * printable ASCII by the spool reader's rules, so nothing here can put a
+ * control sequence on the operator's terminal. The actions (delete, bounce,
+ * hold, release, deliver) are the server's: main sends them to control_cmd.c.
  */
 #include "queue_cmd.h"
 #include "spool.h"
@@ -54,6 +58,7 @@ struct queue_row {
 };
 
 struct queue_list {
+	const char *spooldir;
 	bool json;
 	time_t now;
 	struct queue_row *rows;
@@ -62,26 +67,52 @@ struct queue_list {
 	int err;				/* ENOMEM, to stop the scan */
 };
 
-/* "a@b (queued), c@d (queued)" */
-static char *
-queue_rcpts_text(const struct spool_entry *e)
+/* a recipient's state for the operator: "held" covers what is not done yet */
+static const char *
+queue_state(const struct spool_state *st, size_t i)
 {
-	static const char state[] = " (queued)";
+	enum spool_rcpt_state s = st->rcpts[i].state;
+
+	if (st->held && s != SPOOL_RCPT_DELIVERED && s != SPOOL_RCPT_BOUNCED)
+		return "held";
+	return spool_rcpt_state_name(s);
+}
+
+/* the record of e; unreadable, it is said on stderr and everything shows queued */
+static int
+queue_state_load(const char *spooldir, const struct spool_entry *e, struct spool_state *st)
+{
+	char err[256];
+
+	if (spool_state_read(spooldir, e->mid, e->n_rcpts, st, err, sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "mailgate queue: MID %" PRIu64 ": %s\n", e->mid, err);
+	memset(st, 0, sizeof(*st));
+	if ((st->rcpts = calloc(e->n_rcpts > 0 ? e->n_rcpts : 1, sizeof(*st->rcpts))) == NULL)
+		return ENOMEM;
+	st->n_rcpts = e->n_rcpts;
+	return 0;
+}
+
+/* "a@b (queued), c@d (deferred)" */
+static char *
+queue_rcpts_text(const struct spool_entry *e, const struct spool_state *st)
+{
 	size_t len = 1;
 	char *s, *p;
 
 	for (size_t i = 0; i < e->n_rcpts; i++)
-		len += strlen(e->rcpts[i]) + sizeof(state) - 1 + 2;
+		len += strlen(e->rcpts[i]) + strlen(queue_state(st, i)) + 5;
 	if ((s = p = malloc(len)) == NULL)
 		return NULL;
 	*p = '\0';
 	for (size_t i = 0; i < e->n_rcpts; i++)
-		p += sprintf(p, "%s%s%s", i > 0 ? ", " : "", e->rcpts[i], state);
+		p += sprintf(p, "%s%s (%s)", i > 0 ? ", " : "", e->rcpts[i], queue_state(st, i));
 	return s;
 }
 
 static int
-queue_list_json(const struct spool_entry *e)
+queue_list_json(const struct spool_entry *e, const struct spool_state *st)
 {
 	char date[32];
 	json_t *obj, *rcpts;
@@ -90,7 +121,7 @@ queue_list_json(const struct spool_entry *e)
 		return ENOMEM;
 	for (size_t i = 0; i < e->n_rcpts; i++) {
 		json_t *r = json_pack("{s:I, s:s, s:s}", "rid", (json_int_t)i,
-		    "address", e->rcpts[i], "state", "queued");
+		    "address", e->rcpts[i], "state", queue_state(st, i));
 		if (r == NULL || json_array_append_new(rcpts, r) == -1) {
 			json_decref(rcpts);
 			return ENOMEM;
@@ -113,11 +144,15 @@ static int
 queue_list_cb(const struct spool_entry *e, void *arg)
 {
 	struct queue_list *ql = arg;
+	struct spool_state st;
 	struct queue_row *row;
 
 	ql->total += e->size;
+	if ((ql->err = queue_state_load(ql->spooldir, e, &st)) != 0)
+		return 1;
 	if (ql->json) {
-		ql->err = queue_list_json(e);
+		ql->err = queue_list_json(e, &st);
+		spool_state_free(&st);
 		return ql->err != 0;
 	}
 	/* columns are as wide as their widest value: collect first */
@@ -125,6 +160,7 @@ queue_list_cb(const struct spool_entry *e, void *arg)
 		size_t cap = ql->cap == 0 ? 64 : ql->cap * 2;
 		struct queue_row *rows = reallocarray(ql->rows, cap, sizeof(*rows));
 		if (rows == NULL) {
+			spool_state_free(&st);
 			ql->err = ENOMEM;
 			return 1;
 		}
@@ -136,7 +172,8 @@ queue_list_cb(const struct spool_entry *e, void *arg)
 	util_human_age(row->age, sizeof(row->age), (int64_t)(ql->now - e->arrival));
 	util_human_size(row->size, sizeof(row->size), e->size);
 	row->sender = strdup(e->sender[0] == '\0' ? "<>" : e->sender);
-	row->rcpts = queue_rcpts_text(e);
+	row->rcpts = queue_rcpts_text(e, &st);
+	spool_state_free(&st);
 	if (row->sender == NULL || row->rcpts == NULL) {
 		free(row->sender);
 		free(row->rcpts);
@@ -199,6 +236,7 @@ queue_list(int argc, char **argv, const char *spooldir)
 		}
 	}
 	ql.now = time(NULL);
+	ql.spooldir = spooldir;
 	r = spool_scan(spooldir, queue_list_cb, &ql, err, sizeof(err));
 	if (r == -1) {
 		fprintf(stderr, "mailgate queue list: %s\n", err);
@@ -271,8 +309,36 @@ queue_copy_message(const struct spool_entry *e)
 	return r;
 }
 
+/* one recipient: its state, attempts, next attempt and last error */
 static void
-queue_show_envelope(const struct spool_entry *e, time_t now)
+queue_show_rcpt(const struct spool_entry *e, const struct spool_state *st, size_t i, time_t now)
+{
+	const struct spool_rcpt_status *r = &st->rcpts[i];
+	char date[32], age[16];
+
+	printf("%s%zu <%s> %s", i == 0 ? "Recipients: " : "            ", i, e->rcpts[i],
+	    queue_state(st, i));
+	if (r->attempts > 0)
+		printf(", %u attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
+	if (r->state == SPOOL_RCPT_DEFERRED) {
+		util_rfc3339(date, sizeof(date), r->when);
+		if (r->when > now) {
+			util_human_age(age, sizeof(age), (int64_t)(r->when - now));
+			printf(", next %s (in %s)", date, age);
+		} else
+			printf(", next %s (due)", date);
+	} else if (r->state != SPOOL_RCPT_QUEUED) {
+		util_rfc3339(date, sizeof(date), r->when);
+		printf(", %s", date);
+	}
+	putchar('\n');
+	if (r->reason != NULL)
+		printf("              %s: %s\n", r->state == SPOOL_RCPT_DELIVERED ? "reply" :
+		    "last error", r->reason);
+}
+
+static void
+queue_show_envelope(const struct spool_entry *e, const struct spool_state *st, time_t now)
 {
 	char date[32], age[16], size[16];
 
@@ -287,11 +353,11 @@ queue_show_envelope(const struct spool_entry *e, time_t now)
 	printf("HELO:       %s\n", e->helo != NULL && e->helo[0] != '\0' ? e->helo : "(none)");
 	printf("Sender:     <%s>\n", e->sender);
 	printf("Body:       %s\n", e->body != NULL ? e->body : "(not given)");
+	printf("Held:       %s\n", st->held ? "yes (queue release MID to deliver)" : "no");
 	if (e->n_rcpts == 0)
 		printf("Recipients: (none)\n");
 	for (size_t i = 0; i < e->n_rcpts; i++)
-		printf("%s%zu <%s> (queued)\n", i == 0 ? "Recipients: " : "            ", i,
-		    e->rcpts[i]);
+		queue_show_rcpt(e, st, i, now);
 	printf("Size:       %s (%" PRIu64 " octets)\n", size, e->size);
 	printf("File:       %s\n", e->path);
 	putchar('\n');
@@ -301,6 +367,7 @@ static int
 queue_show(int argc, char **argv, const char *spooldir)
 {
 	struct spool_entry e;
+	struct spool_state ss;
 	struct stat st;
 	uint64_t mid;
 	char *path, err[512];
@@ -342,7 +409,13 @@ queue_show(int argc, char **argv, const char *spooldir)
 		spool_entry_free(&e);
 		return 2;
 	}
-	queue_show_envelope(&e, time(NULL));
+	if (queue_state_load(spooldir, &e, &ss) != 0) {
+		fprintf(stderr, "mailgate queue show: out of memory\n");
+		spool_entry_free(&e);
+		return 2;
+	}
+	queue_show_envelope(&e, &ss, time(NULL));
+	spool_state_free(&ss);
 	if (queue_copy_message(&e) == -1) {
 		fprintf(stderr, "mailgate queue show: %s: %s\n", e.path, strerror(errno));
 		status = 2;
@@ -383,8 +456,8 @@ queue_cmd_main(int argc, char **argv, const char *spooldir)
 		return queue_show(argc, argv, spooldir);
 	for (size_t i = 0; i < ARRAY_LEN(need_server); i++)
 		if (strcmp(argv[0], need_server[i]) == 0) {
-			fprintf(stderr, "mailgate queue %s: needs the running server's control "
-			    "socket (not built yet)\n", argv[0]);
+			fprintf(stderr, "mailgate queue %s: the running server does this (through "
+			    "its control socket, not the spool)\n", argv[0]);
 			return 2;
 		}
 	util_escape(name, sizeof(name), argv[0], strlen(argv[0]));

@@ -32,6 +32,7 @@
 #include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
+#include "scheduler.h"
 #include "smtp_session.h"
 #include "spool.h"
 
@@ -39,6 +40,12 @@
 #define STOP_GRACE_SECS 30
 /* how long after that a session still in a message may take before we exit anyway */
 #define STOP_FORCE_SECS 30
+
+/*
+ * The delivery scheduler. Here rather than in struct server (server.h) only
+ * because this file is the one place that needs it: start, reload, stop.
+ */
+static struct sched *server_sched;
 
 /* the systemd notify protocol (sd_notify(3)): one datagram, no library needed */
 static void
@@ -152,6 +159,8 @@ server_reload(struct server *srv, char *why, size_t whylen)
 		    strerror(errno));
 	config_unref(srv->cfg);
 	srv->cfg = cfg;
+	if (server_sched != NULL)
+		sched_set_config(server_sched, cfg);
 	/* certificates and users: a bad one keeps the old and says so (issue 4) */
 	(void)tls_store_load(srv->tls, cfg, server_tls_log);
 	if (auth_reload(srv->auth, cfg->auth.users, err, sizeof(err)) == -1)
@@ -284,6 +293,9 @@ server_cleanup(struct server *srv)
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
+	/* the SMTP agent goes before this: it must not hold a batch the scheduler frees */
+	sched_free(server_sched);
+	server_sched = NULL;
 	if (srv->spool)
 		spool_close(srv->spool);
 	hostcount_free(srv->hosts);
@@ -346,6 +358,13 @@ server_run(struct config *cfg, const char *config_path)
 		status = 2;
 		goto out;
 	}
+	/* replays the queue (blocking, as the spool's own recovery) before anyone can connect */
+	if ((server_sched = sched_new(srv.base, srv.spool, cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailgate: %s\n", err);
+		maillog(LOG_CRITICAL, NULL, "%s", err);
+		status = 2;
+		goto out;
+	}
 	if ((srv.hosts = hostcount_new()) == NULL ||
 	    (srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
 		goto fail_mem;
@@ -368,7 +387,8 @@ server_run(struct config *cfg, const char *config_path)
 	if (control_register(srv.control, "status", server_ctl_status, &srv) == -1 ||
 	    control_register(srv.control, "reload", server_ctl_reload, &srv) == -1 ||
 	    control_register(srv.control, "listener-suspend", server_ctl_suspend, &srv) == -1 ||
-	    control_register(srv.control, "listener-resume", server_ctl_resume, &srv) == -1)
+	    control_register(srv.control, "listener-resume", server_ctl_resume, &srv) == -1 ||
+	    sched_register_control(server_sched, srv.control) == -1)
 		goto fail_mem;
 	srv.ev_sigterm = evsignal_new(srv.base, SIGTERM, on_stop_signal, &srv);
 	srv.ev_sigint = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);

@@ -36,6 +36,30 @@
  *
  * The "mid" file holds the high-water mark in decimal: every MID handed out is
  * below it. It is replaced by write mid.tmp, fdatasync, rename, fsync(dir).
+ *
+ * state/<mid> is the delivery record of queue/<mid>, append-only, one event a
+ * line, written only by the committer (spool_state_append) and replayed at start:
+ *
+ *	rid 1 deferred 1795900200 1 451 4.7.1 greylisted, try later
+ *	rid 0 delivered 1795896601 1 250 2.0.0 maildir
+ *	held 1795896700
+ *	released 1795896760
+ *	rid 1 bounced 1795903800 2 550 5.1.1 no such user
+ *
+ * "rid N <state> <when> <attempts> <reason>": state is deferred (when = the
+ * next attempt, epoch seconds), delivered or bounced (when = the event); the
+ * attempts made so far; the reason, to the end of the line, is "<code>
+ * <enhanced> <text>" (code 000 when no server answered), printable ASCII only.
+ * "held"/"released" stop and restart delivery of the whole message. The last
+ * line about a RID wins; a RID with no line is queued (never tried). A last
+ * line without its LF is a crash mid-append: readers ignore it and the server
+ * cuts it off at start (an append after it could otherwise complete a forged
+ * line); an append that fails is truncated back off. Unknown lines are skipped.
+ * No line is counted before its fdatasync (and, for a new file, the fsync of
+ * state/): an outcome lost in a crash means a recipient tried again (at worst
+ * a duplicate), never one dropped. A message whose recipients are all
+ * delivered or bounced is removed: queue/<mid> unlinked, queue/ fsync'ed, then
+ * state/<mid> unlinked; a state file without its message is removed at start.
  */
 #include "spool.h"
 #include "util.h"
@@ -93,9 +117,29 @@ struct spool_msg {
 	bool renamed;				/* committer: now in queue/ */
 	bool forgotten;				/* loop only: no callback */
 	enum spool_fault fault;
+	uint64_t appended;			/* octets appended so far, envelope included */
+	struct spool_entry *env;		/* for the commit hook, when there is one */
 	void (*done)(void *, int);
 	void *arg;
 };
+
+/* a state append or a removal: the committer's other work (spool.h) */
+enum spool_op_kind { OP_APPEND, OP_REMOVE };
+
+struct spool_op {
+	TAILQ_ENTRY(spool_op) entry;
+	enum spool_op_kind kind;
+	uint64_t mid;
+	uint64_t size;				/* OP_REMOVE: the message's octets */
+	char *text;				/* OP_APPEND */
+	size_t len;
+	int err;
+	bool created;				/* committer: the append made the file */
+	void (*done)(void *, int);
+	void *arg;
+};
+
+TAILQ_HEAD(spool_opq, spool_op);
 
 struct spool {
 	struct event_base *base;
@@ -104,7 +148,10 @@ struct spool {
 	int dirfd;
 	int tmpfd;
 	int queuefd;
+	int statefd;
 	struct spool_opts opts;
+	spool_commit_hook hook;			/* loop only */
+	void *hook_arg;
 
 	/* loop thread only */
 	uint64_t mid_next;			/* the current block is [mid_next, mid_end) */
@@ -130,6 +177,8 @@ struct spool {
 	bool stop;
 	struct spool_msgq pending;		/* loop -> committer */
 	struct spool_msgq completed;		/* committer -> loop */
+	struct spool_opq ops_pending;		/* the same for state appends and removals */
+	struct spool_opq ops_completed;
 };
 
 static void spool_done_cb(evutil_socket_t, short, void *);
@@ -140,7 +189,18 @@ spool_msg_free(struct spool_msg *m)
 	if (m->fd != -1)
 		close(m->fd);
 	free(m->buf);
+	if (m->env != NULL) {
+		spool_entry_free(m->env);
+		free(m->env);
+	}
 	free(m);
+}
+
+static void
+spool_op_free(struct spool_op *op)
+{
+	free(op->text);
+	free(op);
 }
 
 /* ---- small helpers ---- */
@@ -424,11 +484,88 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 	event_active(sp->done_ev, EV_READ, 0);
 }
 
+/*
+ * State appends and removals, after the messages of the same round, so a
+ * message committed before an append (a DSN before the "bounced" line that
+ * asked for it) is on disk no later than the append. One fsync of state/ for
+ * every file created in the round, one of queue/ for every removal.
+ */
+static void
+spool_ops_batch(struct spool *sp, struct spool_opq *batch)
+{
+	struct spool_op *op;
+	struct stat st;
+	char name[SPOOL_NAME_MAX];
+	bool created = false, removed = false;
+	int fd, err;
+
+	TAILQ_FOREACH(op, batch, entry) {
+		spool_mid_name(name, op->mid);
+		if (op->kind == OP_REMOVE) {
+			if (unlinkat(sp->queuefd, name, 0) == 0) {
+				removed = true;
+				atomic_fetch_sub(&sp->count, 1);
+				atomic_fetch_sub(&sp->bytes, op->size);
+			} else if (errno != ENOENT)	/* ENOENT: gone already, not counted */
+				op->err = errno;
+			continue;
+		}
+		fd = openat(sp->statefd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (fd == -1 || fstat(fd, &st) == -1) {
+			op->err = errno;
+			if (fd != -1)
+				close(fd);
+			continue;
+		}
+		if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
+			op->err = errno;
+			/* no half line may stay for the next append to complete */
+			if (ftruncate(fd, st.st_size) == 0)
+				(void)fdatasync(fd);
+		}
+		close(fd);
+		if (st.st_size == 0) {
+			op->created = true;
+			created = true;
+		}
+	}
+	/* a new file's name must be on disk before its lines count */
+	if (created && fsync(sp->statefd) == -1) {
+		err = errno;
+		TAILQ_FOREACH(op, batch, entry)
+			if (op->kind == OP_APPEND && op->created && op->err == 0)
+				op->err = err;
+	}
+	if (removed && fsync(sp->queuefd) == -1) {
+		/*
+		 * the unlinks may not be on disk: keep the state files, so a
+		 * message that comes back after a crash comes back with its record
+		 */
+		err = errno;
+		TAILQ_FOREACH(op, batch, entry)
+			if (op->kind == OP_REMOVE && op->err == 0)
+				op->err = err;
+	}
+	TAILQ_FOREACH(op, batch, entry) {
+		if (op->kind != OP_REMOVE || op->err != 0)
+			continue;
+		spool_mid_name(name, op->mid);
+		/* no sync needed: a state file without its message is removed at start */
+		(void)unlinkat(sp->statefd, name, 0);
+	}
+
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_CONCAT(&sp->ops_completed, batch, entry);
+	pthread_mutex_unlock(&sp->mu);
+	event_active(sp->done_ev, EV_READ, 0);
+}
+
 static void *
 spool_committer(void *arg)
 {
 	struct spool *sp = arg;
 	struct spool_msgq batch;
+	struct spool_opq ops;
 	struct timespec deadline;
 	bool reserve, stopping;
 
@@ -437,13 +574,15 @@ spool_committer(void *arg)
 		/* wake for work, and at least once a second to refresh free space */
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += 1;
-		while (!sp->stop && TAILQ_EMPTY(&sp->pending) &&
+		while (!sp->stop && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending) &&
 		    atomic_load(&sp->reserve_state) != RESERVE_WANTED) {
 			if (pthread_cond_timedwait(&sp->cv, &sp->mu, &deadline) == ETIMEDOUT)
 				break;
 		}
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &sp->pending, entry);
+		TAILQ_INIT(&ops);
+		TAILQ_CONCAT(&ops, &sp->ops_pending, entry);
 		reserve = atomic_load(&sp->reserve_state) == RESERVE_WANTED;
 		stopping = sp->stop;
 		pthread_mutex_unlock(&sp->mu);
@@ -452,10 +591,12 @@ spool_committer(void *arg)
 			spool_reserve_next(sp);
 		if (!TAILQ_EMPTY(&batch))
 			spool_commit_batch(sp, &batch);
+		if (!TAILQ_EMPTY(&ops))
+			spool_ops_batch(sp, &ops);
 		atomic_store(&sp->free_bytes, spool_statvfs(sp->dirfd));
 
 		pthread_mutex_lock(&sp->mu);
-		if (stopping && TAILQ_EMPTY(&sp->pending))
+		if (stopping && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending))
 			break;
 	}
 	pthread_mutex_unlock(&sp->mu);
@@ -606,20 +747,62 @@ spool_count_queue(struct spool *sp, uint64_t *maxmid)
 	return 0;
 }
 
+/*
+ * state/<mid> whose queue/<mid> is gone: the removal got as far as the
+ * message (or a crash came between the two unlinks). MIDs are never reused,
+ * so nothing could ever read it again.
+ */
+static int
+spool_clean_state(struct spool *sp)
+{
+	struct dirent *de;
+	struct stat st;
+	uint64_t mid;
+	DIR *d;
+	int fd;
+
+	if ((fd = dup(sp->statefd)) == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!spool_parse_mid(de->d_name, &mid))
+			continue;
+		if (fstatat(sp->queuefd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    errno != ENOENT)
+			continue;
+		if (unlinkat(sp->statefd, de->d_name, 0) == -1 && errno != ENOENT)
+			fprintf(stderr, "mailgate: spool %s: state/%s: %s\n", sp->dir,
+			    de->d_name, strerror(errno));
+	}
+	closedir(d);
+	return 0;
+}
+
 static void
 spool_free(struct spool *sp)
 {
 	struct spool_msg *m;
+	struct spool_op *op;
 
 	/* results nobody will hear of: the loop has stopped */
 	while ((m = TAILQ_FIRST(&sp->completed)) != NULL) {
 		TAILQ_REMOVE(&sp->completed, m, entry);
 		spool_msg_free(m);
 	}
+	while ((op = TAILQ_FIRST(&sp->ops_completed)) != NULL) {
+		TAILQ_REMOVE(&sp->ops_completed, op, entry);
+		spool_op_free(op);
+	}
 	if (sp->done_ev != NULL)
 		event_free(sp->done_ev);
 	if (sp->queuefd != -1)
 		close(sp->queuefd);
+	if (sp->statefd != -1)
+		close(sp->statefd);
 	if (sp->tmpfd != -1)
 		close(sp->tmpfd);
 	if (sp->dirfd != -1)
@@ -647,11 +830,13 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		return NULL;
 	}
 	sp->base = base;
-	sp->lockfd = sp->dirfd = sp->tmpfd = sp->queuefd = -1;
+	sp->lockfd = sp->dirfd = sp->tmpfd = sp->queuefd = sp->statefd = -1;
 	if (opts != NULL)
 		sp->opts = *opts;
 	TAILQ_INIT(&sp->pending);
 	TAILQ_INIT(&sp->completed);
+	TAILQ_INIT(&sp->ops_pending);
+	TAILQ_INIT(&sp->ops_completed);
 	pthread_mutex_init(&sp->mu, NULL);
 	/* a monotonic clock, so a clock step does not stall the space refresh */
 	pthread_condattr_init(&ca);
@@ -693,8 +878,13 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		(void)!pwrite(sp->lockfd, pid, (size_t)n, 0);
 
 	if ((sp->tmpfd = spool_subdir(sp->dirfd, "tmp")) == -1 ||
-	    (sp->queuefd = spool_subdir(sp->dirfd, "queue")) == -1) {
+	    (sp->queuefd = spool_subdir(sp->dirfd, "queue")) == -1 ||
+	    (sp->statefd = spool_subdir(sp->dirfd, "state")) == -1) {
 		snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_clean_state(sp) == -1) {
+		snprintf(err, errlen, "spool %s/state: %s", dir, strerror(errno));
 		goto fail;
 	}
 	if (spool_clean_tmp(sp) == -1) {
@@ -855,6 +1045,7 @@ spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
 			n = len;
 		memcpy(m->buf + m->used, p, n);
 		m->used += n;
+		m->appended += n;
 		p += n;
 		len -= n;
 		if (m->used == SPOOL_BUF && spool_msg_flush(m) == -1)
@@ -930,6 +1121,42 @@ spool_envelope_write(struct spool_msg *m, const struct spool_envelope *env)
 	return spool_msg_append(m, "\n", 1);
 }
 
+/* the envelope as spool_entry_read() would give it back, for the commit hook */
+static struct spool_entry *
+spool_entry_from(const struct spool *sp, const struct spool_envelope *env, uint64_t off)
+{
+	struct spool_entry *e;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	e->mid = env->mid;
+	e->arrival = env->arrival;
+	e->icid = env->icid;
+	e->data_offset = (long)off;
+	if (asprintf(&e->path, "%s/queue/%" PRIu64, sp->dir, env->mid) == -1) {
+		e->path = NULL;
+		goto fail;
+	}
+	if ((e->listener = strdup(spool_str(env->listener))) == NULL ||
+	    (e->client = strdup(spool_str(env->client))) == NULL ||
+	    (e->helo = strdup(spool_str(env->helo))) == NULL ||
+	    (e->sender = strdup(spool_str(env->sender))) == NULL ||
+	    (env->body != NULL && (e->body = strdup(env->body)) == NULL))
+		goto fail;
+	if (env->n_rcpts > 0 && (e->rcpts = calloc(env->n_rcpts, sizeof(*e->rcpts))) == NULL)
+		goto fail;
+	for (size_t i = 0; i < env->n_rcpts; i++) {
+		if ((e->rcpts[i] = strdup(env->rcpts[i])) == NULL)
+			goto fail;
+		e->n_rcpts++;
+	}
+	return e;
+fail:
+	spool_entry_free(e);
+	free(e);
+	return NULL;
+}
+
 struct spool_msg *
 spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 {
@@ -969,6 +1196,11 @@ spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 		e = errno;
 		spool_msg_abort(m);
 		errno = e;
+		return NULL;
+	}
+	if (sp->hook != NULL && (m->env = spool_entry_from(sp, env, m->appended)) == NULL) {
+		spool_msg_abort(m);
+		errno = ENOMEM;
 		return NULL;
 	}
 	return m;
@@ -1056,13 +1288,17 @@ spool_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct spool *sp = arg;
 	struct spool_msgq done;
+	struct spool_opq ops;
 	struct spool_msg *m;
+	struct spool_op *op;
 
 	(void)fd;
 	(void)what;
 	TAILQ_INIT(&done);
+	TAILQ_INIT(&ops);
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_CONCAT(&done, &sp->completed, entry);
+	TAILQ_CONCAT(&ops, &sp->ops_completed, entry);
 	pthread_mutex_unlock(&sp->mu);
 
 	while ((m = TAILQ_FIRST(&done)) != NULL) {
@@ -1070,10 +1306,298 @@ spool_done_cb(evutil_socket_t fd, short what, void *arg)
 		sp->inflight--;
 		if (!m->forgotten && m->done != NULL)
 			m->done(m->arg, m->err);
+		/* committed, whether or not its session is still there to hear it */
+		if (m->err == 0 && m->env != NULL && sp->hook != NULL) {
+			m->env->size = m->size;
+			sp->hook(sp->hook_arg, m->env);
+		}
 		spool_msg_free(m);
+	}
+	while ((op = TAILQ_FIRST(&ops)) != NULL) {
+		TAILQ_REMOVE(&ops, op, entry);
+		sp->inflight--;
+		if (op->done != NULL)
+			op->done(op->arg, op->err);
+		spool_op_free(op);
 	}
 	if (sp->inflight == 0)
 		event_del(sp->done_ev);
+}
+
+void
+spool_set_commit_hook(struct spool *sp, spool_commit_hook hook, void *arg)
+{
+	sp->hook = hook;
+	sp->hook_arg = arg;
+}
+
+/* ---- delivery state: the loop side ---- */
+
+static void
+spool_op_queue(struct spool *sp, struct spool_op *op)
+{
+	static const struct timeval keepalive = { 3600, 0 };
+
+	if (sp->inflight++ == 0)
+		event_add(sp->done_ev, &keepalive);
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_INSERT_TAIL(&sp->ops_pending, op, entry);
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+int
+spool_state_append(struct spool *sp, uint64_t mid, const char *text, size_t len,
+    void (*done)(void *, int), void *arg)
+{
+	struct spool_op *op;
+
+	if ((op = calloc(1, sizeof(*op))) == NULL || (op->text = malloc(len + 1)) == NULL) {
+		free(op);
+		errno = ENOMEM;
+		return -1;
+	}
+	memcpy(op->text, text, len);
+	op->text[len] = '\0';
+	op->len = len;
+	op->kind = OP_APPEND;
+	op->mid = mid;
+	op->done = done;
+	op->arg = arg;
+	spool_op_queue(sp, op);
+	return 0;
+}
+
+int
+spool_remove(struct spool *sp, uint64_t mid, uint64_t size, void (*done)(void *, int),
+    void *arg)
+{
+	struct spool_op *op;
+
+	if ((op = calloc(1, sizeof(*op))) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	op->kind = OP_REMOVE;
+	op->mid = mid;
+	op->size = size;
+	op->done = done;
+	op->arg = arg;
+	spool_op_queue(sp, op);
+	return 0;
+}
+
+/* ---- delivery state: the format ---- */
+
+static const char *const spool_rcpt_states[] = {
+	[SPOOL_RCPT_QUEUED] = "queued",
+	[SPOOL_RCPT_DEFERRED] = "deferred",
+	[SPOOL_RCPT_DELIVERED] = "delivered",
+	[SPOOL_RCPT_BOUNCED] = "bounced",
+};
+
+const char *
+spool_rcpt_state_name(enum spool_rcpt_state st)
+{
+	if ((size_t)st >= ARRAY_LEN(spool_rcpt_states))
+		return "unknown";
+	return spool_rcpt_states[st];
+}
+
+int
+spool_state_format(char *buf, size_t cap, uint32_t rid, enum spool_rcpt_state st, time_t when,
+    unsigned attempts, const char *reason)
+{
+	size_t len;
+	int n;
+
+	if ((size_t)st >= ARRAY_LEN(spool_rcpt_states) || when < 0)
+		return -1;
+	n = snprintf(buf, cap, "rid %" PRIu32 " %s %lld %u ", rid, spool_rcpt_states[st],
+	    (long long)when, attempts);
+	if (n < 0 || (size_t)n >= cap)
+		return -1;
+	len = (size_t)n;
+	for (const char *p = reason != NULL ? reason : ""; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (len + 2 >= cap)
+			return -1;
+		buf[len++] = c < 0x20 || c > 0x7e ? '?' : (char)c;
+	}
+	if (len + 2 > cap)
+		return -1;
+	buf[len++] = '\n';
+	buf[len] = '\0';
+	return (int)len;
+}
+
+int
+spool_state_format_hold(char *buf, size_t cap, bool held, time_t when)
+{
+	int n = snprintf(buf, cap, "%s %lld\n", held ? "held" : "released", (long long)when);
+
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* the next space-separated word of *p (one space between words) */
+static char *
+spool_word(char **p)
+{
+	char *w = *p, *sp;
+
+	if (w == NULL || *w == '\0')
+		return NULL;
+	if ((sp = strchr(w, ' ')) != NULL) {
+		*sp = '\0';
+		*p = sp + 1;
+	} else
+		*p = NULL;
+	return w;
+}
+
+static bool
+spool_parse_epoch(const char *s, time_t *out)
+{
+	uint64_t v;
+
+	if (!spool_parse_u64(s, &v) || v > (uint64_t)INT64_MAX)
+		return false;
+	*out = (time_t)v;
+	return true;
+}
+
+/* one line without its LF; -1 if it is not one we know */
+static int
+spool_state_line(struct spool_state *st, char *line)
+{
+	struct spool_rcpt_status *r;
+	char *p = line, *w, *reason;
+	uint64_t rid, att;
+	size_t i;
+	time_t when;
+
+	if ((w = spool_word(&p)) == NULL)
+		return -1;
+	if (strcmp(w, "held") == 0 || strcmp(w, "released") == 0) {
+		bool held = w[0] == 'h';
+
+		if ((w = spool_word(&p)) == NULL || p != NULL || !spool_parse_epoch(w, &when))
+			return -1;
+		st->held = held;
+		return 0;
+	}
+	if (strcmp(w, "rid") != 0 || (w = spool_word(&p)) == NULL ||
+	    !spool_parse_u64(w, &rid) || rid >= st->n_rcpts)
+		return -1;
+	r = &st->rcpts[rid];
+	if ((w = spool_word(&p)) == NULL)
+		return -1;
+	for (i = 0; i < ARRAY_LEN(spool_rcpt_states); i++)
+		if (strcmp(w, spool_rcpt_states[i]) == 0)
+			break;
+	if (i == ARRAY_LEN(spool_rcpt_states))
+		return -1;
+	if ((w = spool_word(&p)) == NULL || !spool_parse_epoch(w, &when))
+		return -1;
+	if ((w = spool_word(&p)) == NULL || !spool_parse_u64(w, &att) || att > UINT32_MAX)
+		return -1;
+	reason = NULL;
+	if (p != NULL && *p != '\0' && (reason = strdup(p)) == NULL)
+		return -1;
+	r->state = (enum spool_rcpt_state)i;
+	r->when = when;
+	r->attempts = (unsigned)att;
+	free(r->reason);
+	r->reason = reason;
+	return 0;
+}
+
+void
+spool_state_free(struct spool_state *st)
+{
+	for (size_t i = 0; st->rcpts != NULL && i < st->n_rcpts; i++)
+		free(st->rcpts[i].reason);
+	free(st->rcpts);
+	memset(st, 0, sizeof(*st));
+}
+
+int
+spool_state_read(const char *spooldir, uint64_t mid, size_t n_rcpts, struct spool_state *st,
+    char *err, size_t errlen)
+{
+	char *path, *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	long off = 0;
+	FILE *f;
+
+	memset(st, 0, sizeof(*st));
+	if ((st->rcpts = calloc(n_rcpts > 0 ? n_rcpts : 1, sizeof(*st->rcpts))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	st->n_rcpts = n_rcpts;
+	if (asprintf(&path, "%s/state/%" PRIu64, spooldir, mid) == -1) {
+		snprintf(err, errlen, "out of memory");
+		spool_state_free(st);
+		return -1;
+	}
+	f = fopen(path, "re");
+	free(path);
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;		/* never tried: every recipient queued */
+		snprintf(err, errlen, "state/%" PRIu64 ": %s", mid, strerror(errno));
+		spool_state_free(st);
+		return -1;
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n') {
+			st->torn = true;
+			break;
+		}
+		off += n;
+		st->good_len = off;
+		line[--n] = '\0';
+		if (n > SPOOL_LINE_MAX || strlen(line) != (size_t)n || !spool_printable(line) ||
+		    spool_state_line(st, line) == -1)
+			st->bad_lines++;
+	}
+	free(line);
+	if (ferror(f)) {
+		snprintf(err, errlen, "state/%" PRIu64 ": %s", mid, strerror(errno));
+		fclose(f);
+		spool_state_free(st);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+int
+spool_state_recover(struct spool *sp, uint64_t mid, size_t n_rcpts, struct spool_state *st,
+    char *err, size_t errlen)
+{
+	char name[SPOOL_NAME_MAX];
+	int fd;
+
+	if (spool_state_read(sp->dir, mid, n_rcpts, st, err, errlen) == -1)
+		return -1;
+	if (!st->torn)
+		return 0;
+	spool_mid_name(name, mid);
+	if ((fd = openat(sp->statefd, name, O_WRONLY | O_CLOEXEC)) == -1 ||
+	    ftruncate(fd, st->good_len) == -1 || fdatasync(fd) == -1) {
+		snprintf(err, errlen, "state/%s: cannot cut the torn last line: %s", name,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		spool_state_free(st);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 /* ---- reading queue files ---- */
@@ -1331,7 +1855,8 @@ spool_scan(const char *spooldir, int (*fn)(const struct spool_entry *, void *), 
 		}
 		mids[n++] = mid;
 	}
-	qsort(mids, n, sizeof(*mids), spool_cmp_mid);
+	if (n > 0)		/* mids is NULL for an empty queue/ */
+		qsort(mids, n, sizeof(*mids), spool_cmp_mid);
 
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (asprintf(&path, "%s/%" PRIu64, qdir, mids[i]) == -1) {

@@ -6,13 +6,16 @@
  *   mid         the MID high-water mark: no MID at or above it was ever handed out
  *   tmp/        messages being received; anything here at start is a crash leftover
  *   queue/<mid> committed messages: an envelope, a blank line, the message
+ *   state/<mid> what delivery made of a committed message's recipients (appended)
  *
  * A message is written to tmp/ while it arrives (page cache, from the event loop),
  * then handed to the committer thread, which syncs many messages at once (group
  * commit: fdatasync of each file, rename into queue/, one fsync of queue/) and
  * only then calls back on the event loop, where the session says 250. MIDs come
  * from blocks reserved durably ahead of use, so they increase strictly and are
- * never reused across restarts or crashes.
+ * never reused across restarts or crashes. Delivery outcomes go the same way:
+ * the scheduler appends lines to state/<mid> through the committer, which syncs
+ * them (group commit again) before the callback that lets the outcome count.
  */
 #ifndef MAILGATE_SPOOL_H
 #define MAILGATE_SPOOL_H
@@ -26,6 +29,7 @@
 struct event_base;
 struct spool;
 struct spool_msg;
+struct spool_entry;
 
 /* what the envelope records; strings are copied, may hold only printable ASCII */
 struct spool_envelope {
@@ -93,6 +97,90 @@ void spool_msg_abort(struct spool_msg *);
  */
 void spool_msg_commit(struct spool_msg *, void (*done)(void *arg, int err), void *arg);
 void spool_msg_forget(struct spool_msg *);
+
+/*
+ * Called on the loop after every successful commit (after the committer's
+ * done() for that message), with the message's envelope as the file has it
+ * (path, data_offset and size filled in). Valid during the call only. For the
+ * scheduler: the spool says when a message exists, never the session.
+ */
+typedef void (*spool_commit_hook)(void *arg, const struct spool_entry *);
+void spool_set_commit_hook(struct spool *, spool_commit_hook, void *arg);
+
+/* ---- delivery state: state/<mid>, one line per event (format in spool.c) ---- */
+
+enum spool_rcpt_state {
+	SPOOL_RCPT_QUEUED = 0,		/* not tried yet */
+	SPOOL_RCPT_DEFERRED,		/* tried, to be tried again at "when" */
+	SPOOL_RCPT_DELIVERED,		/* done */
+	SPOOL_RCPT_BOUNCED,		/* done: failed for good */
+};
+
+struct spool_rcpt_status {
+	enum spool_rcpt_state state;
+	time_t when;			/* deferred: next attempt; else when it happened */
+	unsigned attempts;
+	char *reason;			/* "451 4.7.1 text" of the last line, or NULL */
+};
+
+struct spool_state {
+	bool held;
+	struct spool_rcpt_status *rcpts;	/* n_rcpts of them, by RID */
+	size_t n_rcpts;
+	unsigned bad_lines;		/* lines that did not parse (skipped) */
+	bool torn;			/* the last line had no LF: a crash mid-append (ignored) */
+	long good_len;			/* octets up to and including the last LF */
+};
+
+/* "queued", "deferred", "delivered", "bounced" */
+const char *spool_rcpt_state_name(enum spool_rcpt_state);
+
+/*
+ * One recipient line (with its LF) into buf: "rid N <state> <when> <attempts>
+ * <reason>". Octets of reason outside 0x20..0x7e become '?', so no reason can
+ * end or forge a line. The length, or -1 if it does not fit.
+ */
+int spool_state_format(char *buf, size_t cap, uint32_t rid, enum spool_rcpt_state,
+    time_t when, unsigned attempts, const char *reason);
+/* "held <when>" or "released <when>", with its LF */
+int spool_state_format_hold(char *buf, size_t cap, bool held, time_t when);
+
+/*
+ * Replay state/<mid> for a message of n_rcpts recipients: the last line about
+ * each RID wins, held/released toggle. A missing file is all queued. A last
+ * line without its LF (torn by a crash) is ignored. 0, or -1 and why in err.
+ * Reads only: safe next to a running server.
+ */
+int spool_state_read(const char *spooldir, uint64_t mid, size_t n_rcpts, struct spool_state *,
+    char *err, size_t errlen);
+void spool_state_free(struct spool_state *);
+
+/*
+ * The server's replay at start-up (blocking: before the loop runs): as
+ * spool_state_read, and a torn last line is cut off the file, so the next
+ * append cannot glue onto it and forge another line.
+ */
+int spool_state_recover(struct spool *, uint64_t mid, size_t n_rcpts, struct spool_state *,
+    char *err, size_t errlen);
+
+/*
+ * Append text (whole lines) to state/<mid> through the committer: written,
+ * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, in the
+ * same group commit as messages; a message commit handed over earlier is
+ * durable no later than this. done(arg, 0) on the loop once it is durable,
+ * done(arg, errno) if not (nothing of it is left in the file). Never from
+ * inside this call. -1 with errno (ENOMEM) if it could not be queued.
+ */
+int spool_state_append(struct spool *, uint64_t mid, const char *text, size_t len,
+    void (*done)(void *arg, int err), void *arg);
+
+/*
+ * Remove a message that is finished: queue/<mid> unlinked and queue/ fsync'ed
+ * off the loop, then state/<mid>; count and bytes drop by one message of size
+ * octets. done (may be NULL) on the loop as for an append. -1 with errno.
+ */
+int spool_remove(struct spool *, uint64_t mid, uint64_t size, void (*done)(void *arg, int err),
+    void *arg);
 
 /* ---- reading the queue, for `mailgate queue` (no server needed) ---- */
 
