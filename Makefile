@@ -8,7 +8,7 @@ PYTHON  ?= /usr/bin/python3
 PYTEST  ?= $(PYTHON) -m pytest
 MESON   ?= meson
 
-.PHONY: all build run test deps test-deps unit integration clang-check clean
+.PHONY: all build run test deps test-deps unit integration clang-check test-tls clean
 
 all: build
 
@@ -50,6 +50,11 @@ test: test-deps
 	$(MAKE) --no-print-directory clang-check
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
+
+# testssl.sh against STARTTLS (a few minutes, so not part of `make test`)
+test-tls: test-deps build/build.ninja
+	ninja -C build
+	./tests/tls/testssl-check ./build/mailgate
 
 clean:
 	rm -rf build build-test build-clang
