@@ -33,6 +33,9 @@
 #include "listener.h"
 #include "maillog.h"
 #include "scheduler.h"
+#include "mta_session.h"
+#include "bounce_spool.h"
+#include "delivery.h"
 #include "smtp_session.h"
 #include "spool.h"
 
@@ -46,6 +49,15 @@
  * because this file is the one place that needs it: start, reload, stop.
  */
 static struct sched *server_sched;
+static struct mta *server_mta;
+
+/* the scheduler's SMTP agent: the batch is taken, done() comes later on the loop */
+static int
+server_smtp_agent(void *ctx, struct delivery_batch *b)
+{
+	mta_deliver(ctx, b);
+	return 0;
+}
 
 /* the systemd notify protocol (sd_notify(3)): one datagram, no library needed */
 static void
@@ -161,6 +173,8 @@ server_reload(struct server *srv, char *why, size_t whylen)
 	srv->cfg = cfg;
 	if (server_sched != NULL)
 		sched_set_config(server_sched, cfg);
+	if (server_mta != NULL && mta_set_config(server_mta, cfg) == -1)
+		maillog(LOG_WARNING, NULL, "reload: the outbound client keeps its old settings");
 	/* certificates and users: a bad one keeps the old and says so (issue 4) */
 	(void)tls_store_load(srv->tls, cfg, server_tls_log);
 	if (auth_reload(srv->auth, cfg->auth.users, err, sizeof(err)) == -1)
@@ -281,6 +295,10 @@ server_ctl_reload(void *arg, const json_t *args, char *err, size_t errlen)
 static void
 server_cleanup(struct server *srv)
 {
+	/* the outbound client first: it uses the resolver and holds the scheduler's batches */
+	if (server_mta != NULL)
+		mta_free(server_mta);
+	server_mta = NULL;
 	control_close(srv->control);
 	while (srv->sessions != NULL)
 		smtp_session_kill(srv->sessions);
@@ -365,6 +383,11 @@ server_run(struct config *cfg, const char *config_path)
 		status = 2;
 		goto out;
 	}
+	/* delivery: SMTP routes and USEDNS through the outbound client, bounces as DSNs */
+	if ((server_mta = mta_new(srv.base, srv.dns, cfg)) == NULL)
+		goto fail_mem;
+	sched_set_smtp_agent(server_sched, server_smtp_agent, server_mta);
+	sched_set_bounce(server_sched, bounce_spool_hook, &srv);
 	if ((srv.hosts = hostcount_new()) == NULL ||
 	    (srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
 		goto fail_mem;

@@ -2,10 +2,10 @@
 recipient's copy in <path>/<recipient>/new/ byte for byte and the message leaves
 the queue; /dev/null discards; kill -9 after the 250 delivers exactly once or at
 most twice, never loses; a maildir that cannot be written defers (recorded, so
-`queue show` has the attempts and the error, across a restart); an SMTP route
-with no SMTP client yet defers ("no SMTP delivery yet", logged, not recorded:
-nothing was tried); queue hold/release/deliver/delete/bounce act on both, with
-the states in `queue list --json`."""
+`queue show` has the attempts and the error, across a restart); an SMTP route to
+a port where nothing listens defers (connection refused, recorded); queue
+hold/release/deliver/delete/bounce act on both, with the states in
+`queue list --json`."""
 
 import os
 import re
@@ -159,14 +159,14 @@ def test_mixed_routes_states(mailgate, tmp_path):
     mid = c.send_message(rcpts=["u@local.example", "n@null.example", "d@dead.example",
                                 "b@broken.example"])
     c.quit()
-    # the dead SMTP route was not tried (no SMTP client yet): still queued on disk
-    poll_until(lambda: states(s, mid) == ["delivered", "delivered", "queued", "deferred"], WAIT,
-               what="delivered, delivered, queued, deferred")
+    # the dead SMTP route refuses the connection: deferred, like the broken maildir
+    poll_until(lambda: states(s, mid) == ["delivered", "delivered", "deferred", "deferred"],
+               WAIT, what="delivered, delivered, deferred, deferred")
     assert len(new_files(mail, "u@local.example")) == 1
     r = s.cli("queue", "list")
     assert ok(r), out(r)
     assert re.search(r"u@local\.example \(delivered\), n@null\.example \(delivered\), "
-                     r"d@dead\.example \(queued\), b@broken\.example \(deferred\)",
+                     r"d@dead\.example \(deferred\), b@broken\.example \(deferred\)",
                      r.stdout.decode()), out(r)
 
 
@@ -248,11 +248,12 @@ def test_smtp_route_deferred(mailgate, tmp_path):
     c.ehlo()
     mid = c.send_message(rcpts=["x@dead.example"])
     c.quit()
-    s.wait_log(r"Info: Delayed: DCID 0 MID %d to RID \[0\] - 4\.4\.0 - Other network problem "
-               r"\('000', \['no SMTP delivery yet'\]\)$" % mid, mark)
-    # not an attempt: nothing recorded, queued on disk, in the queue
-    assert states(s, mid) == ["queued"]
-    assert not (s.spool / "state" / str(mid)).exists()
+    # nothing listens on the route's port: no connection, so no DCID and no reply code
+    s.wait_log(r"Info: Delayed: DCID 0 MID %d to RID \[0\] - 4\.\d+\.\d+ - .* "
+               r"\('000', \[.*\]\)$" % mid, mark)
+    # an attempt: recorded durably, deferred on disk, still in the queue
+    poll_until(lambda: states(s, mid) == ["deferred"], WAIT, what="deferred")
+    assert (s.spool / "state" / str(mid)).exists()
     assert mid in s.queue_mids()
 
 
@@ -271,15 +272,15 @@ def test_queue_actions(mailgate, tmp_path):
     c.quit()
     poll_until(lambda: delayed(s, mid, 0, mark0) and delayed(s, mid, 1, mark0) and
                delayed(s, mid2, 0, mark0), WAIT, what="every recipient delayed")
-    poll_until(lambda: states(s, mid) == ["queued", "deferred"], WAIT,
-               what="queued (no SMTP attempt), deferred (a maildir 451)")
+    poll_until(lambda: states(s, mid) == ["deferred", "deferred"], WAIT,
+               what="deferred (connection refused), deferred (a maildir 451)")
 
     mark = s.log_mark()
     r = s.cli("queue", "hold", str(mid))
     assert ok(r), out(r)
     assert r.stdout.decode() == "MID %d held\n" % mid, out(r)
     assert states(s, mid) == ["held", "held"]
-    assert states(s, mid2) == ["queued"]
+    assert states(s, mid2) == ["deferred"]
     s.assert_log(r"Info: MID %d held by operator$" % mid, mark)
     r = s.cli("queue", "show", str(mid))
     assert ok(r) and b"Held:       yes" in r.stdout, out(r)
@@ -289,14 +290,13 @@ def test_queue_actions(mailgate, tmp_path):
     r = s.cli("queue", "deliver")
     assert ok(r), out(r)
     assert r.stdout == b"1 deferred recipient due now\n", out(r)
-    s.wait_log(r"Info: Delayed: DCID 0 MID %d to RID \[0\] - 4\.4\.0 - .*no SMTP delivery yet"
-               % mid2, mark)
+    s.wait_log(r"Info: Delayed: DCID 0 MID %d to RID \[0\] - 4\." % mid2, mark)
     assert "MID %d to RID" % mid not in s.log_since(mark)
 
     r = s.cli("queue", "release", str(mid))
     assert ok(r), out(r)
     assert r.stdout.decode() == "MID %d released\n" % mid, out(r)
-    assert states(s, mid) == ["queued", "deferred"]
+    assert states(s, mid) == ["deferred", "deferred"]
     # one domain only, in any case: the maildir recipient, a second recorded attempt
     mark = s.log_mark()
     r = s.cli("queue", "deliver", "BROKEN.example")
@@ -328,7 +328,13 @@ def test_queue_actions(mailgate, tmp_path):
                r"\('000', \['bounced by operator'\]\)$" % mid2, mark)
     s.wait_log(r"Info: Message finished MID %d done$" % mid2, mark)
     poll_until(lambda: gone(s, mid2), WAIT, what="MID %d removed" % mid2)
-    assert s.queue_list_json() == []
+    # what is left is the bounce (RFC 3464) from <> to the original sender
+    m = re.search(r"Info: MID (\d+) was generated for bounce of MID %d$" % mid2,
+                  s.log_since(mark), re.M)
+    assert m, s.log_since(mark)
+    left = s.queue_list_json()
+    assert [e["mid"] for e in left] == [int(m.group(1))], left
+    assert left[0]["sender"] == "" and len(left[0]["recipients"]) == 1, left
 
 
 @pytest.mark.parametrize("args", [["hold"], ["hold", "abc"], ["release", "0"], ["bounce", "-1"],
@@ -362,7 +368,7 @@ def test_lifetime_over_bounces(mailgate, tmp_path):
     mid = c.send_message(rcpts=["x@dead.example"])
     c.quit()
     s.wait_log(r"Info: Bounced: DCID 0 MID %d to RID \[0\] - 5\.4\.7 - Delivery expired "
-               r"\(message too old\) \('000', \['no SMTP delivery yet'\]\)$" % mid, mark,
+               r"\(message too old\) \('000', \[.*\]\)$" % mid, mark,
                timeout=WAIT)
     poll_until(lambda: gone(s, mid), WAIT, what="MID %d to leave the queue" % mid)
 
