@@ -150,3 +150,31 @@ def noop_until_421(c, timeout=30):
             return rep
         assert rep.raw == b"250 ok\r\n", rep.raw
     raise AssertionError("no 421 within %ss" % timeout)
+
+
+def settled_fds(srv, mids, timeout=30):
+    """The descriptor list once the scheduler has tried every message in mids (its
+    first attempt at the test configs' dead SMTP route ends deferred, recorded in
+    the state file) and nothing is opening or closing: a snapshot taken before a
+    delivery attempt finishes would count its socket or state file."""
+    import json
+
+    def tried():
+        r = srv.cli("queue", "list", "--json")
+        if r.returncode != 0:
+            return False
+        states = {}
+        for line in r.stdout.decode().splitlines():
+            e = json.loads(line)
+            states[e["mid"]] = [x["state"] for x in e["recipients"]]
+        return all(m in states and all(s != "queued" for s in states[m]) for m in mids)
+    poll_until(tried, timeout, 0.1, "the first delivery attempt of MIDs %s" % (mids,))
+    last = []
+
+    def stable():
+        now = fd_list(srv.proc.pid)
+        same = now == last[-1] if last else False
+        last.append(now)
+        return same and len(last) >= 3
+    poll_until(stable, timeout, 0.2, "the descriptors to settle")
+    return last[-1]

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import HOSTNAME, poll_until
 from dnsstub import DnsStub, reverse
-from hatlib import connect_from, fd_list
+from hatlib import connect_from, fd_list, settled_fds
 
 DNS_TIMEOUT = "2s"
 
@@ -209,7 +209,7 @@ def test_flood_during_lookups_no_descriptor_leak(mailgate, tmp_path):
                                   "hosts_file": str(hosts), "timeout": DNS_TIMEOUT}})
         session(s, "127.0.0.2", banner("named"))
         pid = s.proc.pid
-        before = fd_list(pid)
+        before = settled_fds(s, s.queue_mids())
         # 20 from one host whose lookup never answers: all wait for it, then at the
         # timeout 2 are admitted and 18 refused
         held = [connect_from(s, "127.0.5.100") for _ in range(20)]

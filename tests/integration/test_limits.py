@@ -7,7 +7,7 @@ import re
 
 from conftest import HOSTNAME, poll_until
 from hatlib import (add_listener, connect_from, fd_list, open_session, quit_and_wait,
-                    refused_421, served_from, wait_closes)
+                    refused_421, served_from, settled_fds, wait_closes)
 
 FROM_HOST = "#4.4.5 Too many connections from your host"
 TO_HOST = "#4.4.5 Too many connections to this host"
@@ -237,10 +237,9 @@ def test_flood_no_descriptor_leak(mailgate):
                       listener={"max_connections": 5}, second={"max_connections": 10})
     pid = s.proc.pid
     # warm up: whatever is opened once on first use (the spool) is open already
-    served_from(s, "127.0.0.1")
-    served_from(s, "127.0.0.1", port=s.port2)
+    warm = [served_from(s, "127.0.0.1"), served_from(s, "127.0.0.1", port=s.port2)]
     mark0 = s.log_mark()
-    before = fd_list(pid)
+    before = settled_fds(s, warm)
 
     admitted, refusals = [], {}
     mark = s.log_mark()
