@@ -58,3 +58,29 @@ test-tls: test-deps build/build.ninja
 
 clean:
 	rm -rf build build-test build-clang
+
+# libFuzzer targets (fuzz/README.md), built with clang in their own build dir.
+#   make fuzz          every target for FUZZ_SECONDS (default 60) each; fails on any
+#                      crash, leak, sanitizer report or timeout (inputs in fuzz/out/)
+#   make fuzz-smoke    the same for 20 s each (CI)
+#   make fuzz-merge    add what fuzz/out/corpus found to the seed corpora in fuzz/corpus
+# FUZZ_TARGETS="data session" picks targets.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+.PHONY: fuzz fuzz-smoke fuzz-merge
+
+build-fuzz/build.ninja:
+	CC=clang $(MESON) setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+		-Db_sanitize=none -Dtests=disabled
+
+fuzz: test-deps build-fuzz/build.ninja
+	ninja -C build-fuzz fuzz
+	./fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+fuzz-merge: build-fuzz/build.ninja
+	ninja -C build-fuzz fuzz
+	./fuzz/run.sh --merge $(FUZZ_TARGETS)
