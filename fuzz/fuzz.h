@@ -8,12 +8,14 @@
 #ifndef MAILGATE_FUZZ_H
 #define MAILGATE_FUZZ_H
 
+#include <ftw.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -98,6 +100,26 @@ fz_strndup(const uint8_t *p, size_t len)
 		memcpy(s, p, len);
 	s[len] = '\0';
 	return s;
+}
+
+static inline int
+fz_rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* remove a scratch directory and everything in it (at exit) */
+static inline void
+fz_rmtree(const char *dir)
+{
+	if (dir[0] != '\0')
+		(void)nftw(dir, fz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

@@ -148,28 +148,8 @@ crypt_rn(const char *phrase, const char *setting, void *data, int size)
 }
 
 static void
-empty_dir(const char *d)
-{
-	DIR *dp = opendir(d);
-	struct dirent *de;
-	char p[600];
-
-	if (dp == NULL)
-		return;
-	while ((de = readdir(dp)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", d, de->d_name);
-		unlink(p);
-	}
-	closedir(dp);
-}
-
-static void
 cleanup(void)
 {
-	char p[400];
-
 	if (srv.spool != NULL)
 		spool_close(srv.spool);
 	if (srv.auth != NULL)
@@ -182,16 +162,7 @@ cleanup(void)
 		event_base_free(base);
 	base = NULL;
 	maillog_close();
-	snprintf(p, sizeof(p), "%s/queue", spooldir);
-	empty_dir(p);
-	rmdir(p);
-	snprintf(p, sizeof(p), "%s/tmp", spooldir);
-	empty_dir(p);
-	rmdir(p);
-	empty_dir(spooldir);
-	rmdir(spooldir);
-	empty_dir(dir);
-	rmdir(dir);
+	fz_rmtree(dir);
 }
 
 int

@@ -18,8 +18,7 @@ static char dir[256], path[300];
 static void
 cleanup(void)
 {
-	unlink(path);
-	rmdir(dir);
+	fz_rmtree(dir);
 }
 
 int

@@ -33,42 +33,15 @@ static struct event_base *base;
 static struct spool *sp;
 
 static void
-empty_dir(const char *d)
-{
-	DIR *dp = opendir(d);
-	struct dirent *de;
-	char p[600];
-
-	if (dp == NULL)
-		return;
-	while ((de = readdir(dp)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", d, de->d_name);
-		unlink(p);
-	}
-	closedir(dp);
-}
-
-static void
 cleanup(void)
 {
-	char p[300];
-
 	if (sp != NULL)
 		spool_close(sp);
 	sp = NULL;
 	if (base != NULL)
 		event_base_free(base);
 	base = NULL;
-	snprintf(p, sizeof(p), "%s/queue", dir);
-	empty_dir(p);
-	rmdir(p);
-	snprintf(p, sizeof(p), "%s/tmp", dir);
-	empty_dir(p);
-	rmdir(p);
-	empty_dir(dir);
-	rmdir(dir);
+	fz_rmtree(dir);
 }
 
 int
