@@ -8,7 +8,7 @@ PYTHON  ?= /usr/bin/python3
 PYTEST  ?= $(PYTHON) -m pytest
 MESON   ?= meson
 
-.PHONY: all build run test deps test-deps unit integration clang-check test-tls clean
+.PHONY: all build run test deps test-deps unit integration clang-check lint test-tls clean
 
 all: build
 
@@ -37,6 +37,11 @@ build-clang/build.ninja:
 # the same code must be warning-free with both compilers
 clang-check: build-clang/build.ninja
 	ninja -C build-clang
+
+# clang-tidy and cppcheck (scripts/lint; the check list and its reasons are in .clang-tidy)
+lint: build-clang/build.ninja
+	ninja -C build-clang
+	./scripts/lint build-clang
 
 unit: build-test/build.ninja
 	ninja -C build-test
