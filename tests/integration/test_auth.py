@@ -16,6 +16,9 @@ from tlsauth import (AUTH_BAD, AUTH_OK, CLIENT_NAME, FAILED, PASS_CHALLENGE, SUC
                      USER_CHALLENGE, USERS, auth_plain_ok, auth_settings, b64, client_ctx,
                      ehlo_keywords, greeted, make_cert, make_users, plain, starttls, tls_session)
 
+BODY = b"Subject: after AUTH\r\n\r\nhello\r\n"
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("auth")
@@ -24,14 +27,6 @@ def env(tmp_path_factory):
 
 def auth_server(mailgate, env, policy=None, limits=None, **kw):
     return mailgate(**auth_settings(env, policy, limits), **kw)
-
-
-def send_message(c, rcpt="rcpt@test.example"):
-    c.mail("sender@test.example")
-    c.rcpt(rcpt)
-    rep = c.data(b"Subject: after AUTH\r\n\r\nhello\r\n.\r\n")
-    assert rep.code == 250 and rep.mid is not None, rep
-    return rep.mid
 
 
 # ---------------------------------------------------------------- EHLO
@@ -70,7 +65,7 @@ def test_encryption_required(mailgate, env):
     mark = srv.log_mark()
     auth_plain_ok(c)
     srv.assert_log(SUCCEEDED % (c.icid, "alice", "PLAIN"), mark)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -107,7 +102,7 @@ def test_auth_sequence_refusals(mailgate, env):
     c.cmd("AUTH PLAIN " + plain("alice", "secret"), 503, "#5.5.0 Already authenticated")
     c.cmd("AUTH LOGIN", 503, "#5.5.0 Already authenticated")
     srv.assert_failed_logged(c, mark, count=2)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -119,7 +114,7 @@ def test_auth_required(mailgate, env):
     srv.assert_failed_logged(c, mark)
     c.cmd("MAIL FROM:<sender@test.example> AUTH=<>", 530, "Authentication required")
     auth_plain_ok(c)
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
 
@@ -247,7 +242,8 @@ def test_authenticated_client_may_relay(mailgate, env):
     c.rcpt("local@test.example")
     c.cmd("RSET", 250, "ok")
     auth_plain_ok(c)
-    mid = send_message(c, rcpt="someone@elsewhere.example")
+    mid = c.send_message(rcpts=("someone@elsewhere.example",),
+                         body=BODY)
     c.quit()
     assert srv.spool_file(mid).rcpts == [(0, "<someone@elsewhere.example>")]
 
@@ -265,7 +261,8 @@ def test_starttls_forgets_authentication(mailgate, env):
     c.cmd("RCPT TO:<someone@elsewhere.example>", 550, "#5.1.0 Address rejected")
     c.cmd("RSET", 250, "ok")
     auth_plain_ok(c)             # not "503 #5.5.0 Already authenticated"
-    mid = send_message(c, rcpt="someone@elsewhere.example")
+    mid = c.send_message(rcpts=("someone@elsewhere.example",),
+                         body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
 
@@ -278,5 +275,5 @@ def test_auth_inside_tls_session(mailgate, env):
     c.cmd(b64(USERS["bob"]), 235, AUTH_OK)
     srv.assert_log(SUCCEEDED % (c.icid, "bob", "LOGIN"), mark)
     c.cmd("AUTH PLAIN " + plain("bob", USERS["bob"]), 503, "#5.5.0 Already authenticated")
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()

@@ -36,6 +36,8 @@ INJECTIONS = {
             plain("alice", "secret").encode() + b"\r\nMAIL FROM:<injected@evil.example>\r\n"),
 }
 
+BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
+
 
 @pytest.fixture(scope="module")
 def srv(mailgate_module, tmp_path_factory):
@@ -47,14 +49,6 @@ def srv(mailgate_module, tmp_path_factory):
                           top={"tls": certs["rsa"].conf, "auth": {"users": certs["users"]}})
 
 
-def send_message(c, rcpt="rcpt@test.example"):
-    c.mail("sender@test.example")
-    c.rcpt(rcpt)
-    rep = c.data(b"Subject: over TLS\r\n\r\nhello\r\n.\r\n")
-    assert rep.code == 250 and rep.mid is not None, rep
-    return rep.mid
-
-
 def check_injection_ignored(srv, c, mark):
     """After the handshake, the next reply is the EHLO's, then the NOOP's: nothing of
     what was sent with STARTTLS is ever answered or acted on."""
@@ -63,7 +57,7 @@ def check_injection_ignored(srv, c, mark):
     # not authenticated by an injected AUTH: AUTH is still offered
     assert "AUTH PLAIN LOGIN" in ehlo_keywords(r), r
     c.cmd("NOOP", 250, "ok")
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     sf = srv.spool_file(mid)
     assert sf.field("helo") == "after.test.example"
@@ -98,7 +92,7 @@ def test_class4_after_starttls_the_session_is_as_before_ehlo(srv):
     c.cmd("MAIL FROM:<sender@test.example>", 503, "#5.5.1 HELO or EHLO first")
     srv.assert_failed_logged(c, mark)
     c.ehlo(CLIENT_NAME)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -114,7 +108,7 @@ def test_class4_starttls_forgets_the_transaction_state(srv):
     c.ehlo("after.test.example")
     c.cmd("RCPT TO:<rcpt@test.example>", 503, "#5.5.1 MAIL first")
     c.cmd("DATA", 503, "#5.5.1 MAIL first")
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert srv.spool_file(mid).field("helo") == "after.test.example"
 
@@ -137,7 +131,7 @@ def test_class4_starttls_twice_or_with_an_argument(srv):
     c.cmd("STARTTLS now", 501, "#5.5.2 syntax error now")
     srv.assert_failed_logged(c, mark, count=2)
     # still inside the same TLS session, still serving
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 

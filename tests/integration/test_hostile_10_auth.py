@@ -17,6 +17,8 @@ from tlsauth import (AUTH_ARGS, AUTH_BAD, AUTH_OK, FAILED, PASS_CHALLENGE, SUCCE
                      USER_CHALLENGE, USERS, auth_plain_ok, auth_settings, b64, greeted,
                      make_cert, make_users, plain)
 
+BODY = b"Subject: after AUTH\r\n\r\nhello\r\n"
+
 
 @pytest.fixture(scope="module")
 def srv(mailgate_module, tmp_path_factory):
@@ -25,14 +27,6 @@ def srv(mailgate_module, tmp_path_factory):
     settings = auth_settings(env, limits={"auth_failure_limit": 3})
     settings["policy"]["max_messages_per_connection"] = 0
     return hostile_server(mailgate_module, **settings)
-
-
-def send_message(c, rcpt="rcpt@test.example"):
-    c.mail("sender@test.example")
-    c.rcpt(rcpt)
-    rep = c.data(b"Subject: after AUTH\r\n\r\nhello\r\n.\r\n")
-    assert rep.code == 250 and rep.mid is not None, rep
-    return rep.mid
 
 
 GOOD = plain("alice", "secret")       # AGFsaWNlAHNlY3JldA==  (20 octets, 2 pad)
@@ -147,7 +141,7 @@ def test_class10_star_cancels(srv):
     # a cancel is no failed attempt: three of them do not reach auth_failure_limit = 3
     c.cmd("AUTH PLAIN", 334, "")
     c.cmd(GOOD, 235, AUTH_OK)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 

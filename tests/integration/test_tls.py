@@ -20,6 +20,8 @@ from tlsauth import (CLIENT_NAME, TLSClient, cert_fields, client_ctx, ehlo_keywo
 TLS_SUCCESS = r"Info: ICID %d TLS success protocol %s cipher \S+$"
 TLS_FAILED = r"Info: ICID %d TLS failed: \S.*$"
 
+BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
@@ -32,14 +34,6 @@ def tls_server(mailgate, cert, policy=None, limits=None, listener=None, top=None
     t = {"tls": cert.conf}
     t.update(top or {})
     return mailgate(policy=pol, limits=limits, listener=listener, top=t, **kw)
-
-
-def send_message(c, rcpt="rcpt@test.example"):
-    c.mail("sender@test.example")
-    c.rcpt(rcpt)
-    rep = c.data(b"Subject: over TLS\r\n\r\nhello\r\n.\r\n")
-    assert rep.code == 250 and rep.mid is not None, rep
-    return rep.mid
 
 
 # ---------------------------------------------------------------- EHLO and the session
@@ -58,7 +52,7 @@ def test_ehlo_offers_starttls_only_before_tls(mailgate, certs):
     assert r.lines[0] == HOSTNAME, r
     assert "STARTTLS" not in ehlo_keywords(r), r
     assert {"8BITMIME", "PIPELINING"} <= set(ehlo_keywords(r)), r
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert srv.spool_file(mid).body == b"Subject: over TLS\r\n\r\nhello\r\n"
 
@@ -75,7 +69,7 @@ def test_tls_off_starttls_is_no_command(mailgate, certs):
     srv.assert_failed_logged(c, mark)
     # still plain text, still serving
     c.cmd("NOOP", 250, "ok")
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -96,7 +90,7 @@ def test_tls_required_refuses_mail_rcpt_data_auth(mailgate, certs, tmp_path):
     c.cmd("RSET", 250, "ok")
     starttls(c)
     c.ehlo(CLIENT_NAME)
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
 
@@ -136,12 +130,12 @@ def test_max_tls_sessions(mailgate, certs):
     srv.assert_failed_logged(b, mark)
     # a plain client is still served, and so is the TLS one
     srv.assert_serving()
-    send_message(a)
+    a.send_message(body=BODY)
     a.quit()
     # the slot is free again once the TLS session is gone
     srv.wait_closed_logged(a)
     d = tls_session(srv)
-    send_message(d)
+    d.send_message(body=BODY)
     d.quit()
 
 
@@ -158,7 +152,7 @@ def test_tls_versions_accepted(mailgate, certs, version, name):
     assert c.sock.version() == name
     c.ehlo(CLIENT_NAME)
     srv.assert_log(TLS_SUCCESS % (c.icid, re.escape(name)), mark)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -184,7 +178,7 @@ def test_ec_certificate(mailgate, certs):
     srv = tls_server(mailgate, certs["ec"])
     c = tls_session(srv)
     assert c.peer_der() == certs["ec"].der
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -208,7 +202,7 @@ def test_implicit_tls_listener(mailgate, certs):
     assert "STARTTLS" not in ehlo_keywords(r), r
     srv.assert_log(TLS_SUCCESS % (icid, r"TLSv1\.3"), mark)
     c.cmd("STARTTLS", 503, "#5.5.1 TLS already active")
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
     # and with smtplib's SMTP_SSL
@@ -231,14 +225,14 @@ def test_implicit_tls_session_limit(mailgate, certs):
     b = srv.raw_connect()
     with pytest.raises((ssl.SSLError, ConnectionError)):
         tls_wrap(b)
-    send_message(a)
+    a.send_message(body=BODY)
     mark = srv.log_mark()
     a.quit()
     srv.wait_log(r"Info: ICID \d+ close$", mark)
     c = tls_wrap(srv.raw_connect())
     c.banner()
     c.ehlo(CLIENT_NAME)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -260,10 +254,10 @@ def test_reload_with_a_broken_certificate_keeps_the_old_one(mailgate, certs, tmp
                    r"before$" % re.escape(live.certificate), mark)
     d = tls_session(srv)
     assert d.peer_der() == live.der
-    send_message(d)
+    d.send_message(body=BODY)
     d.quit()
     # the session open across the reload goes on
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -284,7 +278,7 @@ def test_starttls_454_when_the_certificate_never_loaded(mailgate, certs, tmp_pat
     srv.assert_failed_logged(c, mark)
     # the session goes on in the clear
     c.cmd("NOOP", 250, "ok")
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
     # a good certificate under that name, a reload: STARTTLS works
     junk.write_bytes(open(certs["other"].certificate, "rb").read() +
@@ -321,11 +315,11 @@ def test_reload_swaps_the_certificate_while_a_session_is_open(mailgate, tmp_path
     assert c.peer_der() == new.der
     assert after["subject"] == "CN = mx2.test.example", after
     assert after["serial"] != before["serial"]
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
     # the session opened before the reload survives, with its certificate, and sends
     assert old_session.peer_der() == live.der
-    mid = send_message(old_session)
+    mid = old_session.send_message(body=BODY)
     old_session.quit()
     assert mid in srv.queue_mids()
 
