@@ -5,8 +5,12 @@
  * renamed into queue/ and queue/ itself fsync'ed, so a 250 sent from done()
  * survives kill -9 and power loss. Anything else (a write error, a failed sync)
  * reaches done() as an errno and leaves no file behind, so the session says 451.
- * Two threads: the event loop (begin, write, abort, commit, callbacks) and one
- * committer thread that does every slow disk operation after spool_open.
+ * Threads: the event loop (begin, write, abort, commit, callbacks), which touches
+ * a message file only to write() into it once the message outgrows its 64 KiB
+ * buffer; the opener, which creates tmp/<mid> for each begun message and removes
+ * the files of aborted ones; the committer, which does every other disk
+ * operation after spool_open; and the committer's helpers, which fdatasync a
+ * batch's files in parallel with it.
  *
  * On-disk format of queue/<mid> (text, readable with less):
  *
@@ -86,6 +90,8 @@
 #define SPOOL_MID_BLOCK		1000		/* MIDs reserved by one sync of "mid" */
 #define SPOOL_LINE_MAX		(64 * 1024)	/* longest envelope line a reader takes */
 #define SPOOL_NAME_MAX		24		/* a uint64 in decimal, and a NUL */
+#define SPOOL_MEM_MAX		(4 * 1024 * 1024) /* a message's buffer while its file is not open yet */
+#define SPOOL_SYNC_THREADS	8		/* the committer and its helpers sync a batch in parallel */
 
 enum spool_fault {
 	FAULT_NONE,
@@ -102,15 +108,29 @@ enum spool_reserve {
 	RESERVE_READY,
 };
 
+/* a message's file, opened by the opener thread (never by the loop) */
+enum spool_open_state {
+	OPEN_PENDING,
+	OPEN_READY,				/* fd is valid */
+	OPEN_FAILED,				/* open_err says why */
+};
+
 TAILQ_HEAD(spool_msgq, spool_msg);
 
 struct spool_msg {
 	TAILQ_ENTRY(spool_msg) entry;		/* pending or completed list */
+	TAILQ_ENTRY(spool_msg) oentry;		/* the opener's queue */
 	struct spool *sp;
 	uint64_t mid;
 	char name[SPOOL_NAME_MAX];		/* tmp/<name> then queue/<name> */
-	int fd;
-	char *buf;				/* SPOOL_BUF octets, freed at commit */
+	int fd;					/* set by the opener before OPEN_READY */
+	_Atomic int open_state;			/* enum spool_open_state */
+	int open_err;
+	bool created;				/* opener: tmp/<name> is ours to remove */
+	bool opener_owned;			/* under mu: on the opener's queue or being opened */
+	bool abandoned;				/* under mu: aborted; the opener frees it */
+	char *buf;				/* message octets not written yet */
+	size_t cap;				/* SPOOL_BUF, more while the file is not open */
 	size_t used;
 	uint64_t size;				/* message octets after the envelope */
 	int err;				/* sticky write error, then the result */
@@ -172,13 +192,33 @@ struct spool {
 
 	pthread_t thread;
 	bool thread_started;
+	pthread_t opener;
+	bool opener_started;
+	pthread_t helpers[SPOOL_SYNC_THREADS - 1];
+	unsigned n_helpers;
 	pthread_mutex_t mu;			/* guards what follows */
 	pthread_cond_t cv;
+	pthread_cond_t opener_cv;		/* work for the opener */
+	pthread_cond_t opened_cv;		/* the opener finished a message's open */
 	bool stop;
+	bool opener_stop;
+	bool opener_busy;
+	bool opener_hold;			/* test builds: spool_test_hold_opener */
+	struct spool_msgq opener_q;		/* loop -> opener: files to open or remove */
 	struct spool_msgq pending;		/* loop -> committer */
 	struct spool_msgq completed;		/* committer -> loop */
 	struct spool_opq ops_pending;		/* the same for state appends and removals */
 	struct spool_opq ops_completed;
+
+	/* the batch being synced, shared by the committer and its helpers */
+	pthread_mutex_t wmu;			/* guards what follows */
+	pthread_cond_t wcv;			/* a new batch, or stop */
+	pthread_cond_t wdone_cv;		/* the batch is finished */
+	struct spool_msg **work;
+	size_t work_n, work_next, work_left;
+	enum spool_fault work_fault;
+	uint64_t work_gen;
+	bool work_stop;
 };
 
 static void spool_done_cb(evutil_socket_t, short, void *);
@@ -417,13 +457,125 @@ spool_reserve_next(struct spool *sp)
 /* ---- the committer thread ---- */
 
 /*
+ * Off the loop, on the committer or one of its helpers: wait for the message's
+ * file to be open, write what the loop left in the buffer and fdatasync it.
+ * The result lands in m->err. Many of these run at once, one per thread, so a
+ * batch costs about one device flush, not one per message: concurrent syncs
+ * share the flushes (and on a journalled filesystem one journal commit).
+ */
+static void
+spool_msg_finish(struct spool *sp, struct spool_msg *m, enum spool_fault fault)
+{
+	int e;
+
+	if (atomic_load(&m->open_state) == OPEN_PENDING) {
+		pthread_mutex_lock(&sp->mu);
+		while (atomic_load(&m->open_state) == OPEN_PENDING)
+			pthread_cond_wait(&sp->opened_cv, &sp->mu);
+		pthread_mutex_unlock(&sp->mu);
+	}
+	if (m->err == 0 && atomic_load(&m->open_state) == OPEN_FAILED)
+		m->err = m->open_err;
+	if (m->err == 0 && m->used > 0) {
+		/* test-only: as spool_msg_flush, a fault hits the next real write() */
+		if (m->fault == FAULT_NONE)
+			m->fault = fault;
+		if ((e = spool_fault_write_errno(m->fault)) != 0)
+			m->err = e;
+		else if (spool_write_all(m->fd, m->buf, m->used) == -1)
+			m->err = errno;
+		else
+			m->used = 0;
+	}
+	if (m->err == 0) {
+		if (fault == FAULT_SYNC_EIO)
+			m->err = EIO;
+		else if (fdatasync(m->fd) == -1)
+			m->err = errno;
+	}
+	free(m->buf);
+	m->buf = NULL;
+}
+
+/* a helper thread: finish messages of whatever batch the committer posts */
+static void *
+spool_helper(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msg *m;
+	enum spool_fault fault;
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&sp->wmu);
+	for (;;) {
+		while (!sp->work_stop && (sp->work_gen == seen || sp->work_next == sp->work_n))
+			pthread_cond_wait(&sp->wcv, &sp->wmu);
+		if (sp->work_stop)
+			break;
+		seen = sp->work_gen;
+		while (sp->work_next < sp->work_n) {
+			m = sp->work[sp->work_next++];
+			fault = sp->work_fault;
+			pthread_mutex_unlock(&sp->wmu);
+			spool_msg_finish(sp, m, fault);
+			pthread_mutex_lock(&sp->wmu);
+			if (--sp->work_left == 0)
+				pthread_cond_signal(&sp->wdone_cv);
+		}
+	}
+	pthread_mutex_unlock(&sp->wmu);
+	return NULL;
+}
+
+/* committer: finish every message of the batch, with the helpers */
+static void
+spool_finish_all(struct spool *sp, struct spool_msgq *batch, enum spool_fault fault)
+{
+	struct spool_msg *m, **v;
+	size_t n = 0;
+
+	TAILQ_FOREACH(m, batch, entry)
+		n++;
+	if ((v = malloc(n * sizeof(*v))) == NULL) {
+		/* no array to share: finish them here, one after another */
+		TAILQ_FOREACH(m, batch, entry)
+			spool_msg_finish(sp, m, fault);
+		return;
+	}
+	n = 0;
+	TAILQ_FOREACH(m, batch, entry)
+		v[n++] = m;
+	pthread_mutex_lock(&sp->wmu);
+	sp->work = v;
+	sp->work_n = sp->work_left = n;
+	sp->work_next = 0;
+	sp->work_fault = fault;
+	sp->work_gen++;
+	if (n > 1 && sp->n_helpers > 0)
+		pthread_cond_broadcast(&sp->wcv);
+	while (sp->work_next < sp->work_n) {
+		m = v[sp->work_next++];
+		pthread_mutex_unlock(&sp->wmu);
+		spool_msg_finish(sp, m, fault);
+		pthread_mutex_lock(&sp->wmu);
+		sp->work_left--;
+	}
+	while (sp->work_left > 0)
+		pthread_cond_wait(&sp->wdone_cv, &sp->wmu);
+	sp->work = NULL;
+	sp->work_n = sp->work_next = 0;
+	pthread_mutex_unlock(&sp->wmu);
+	free(v);
+}
+
+/*
  * Group commit: every message that arrived while the previous batch was being
  * synced goes in this one, so a thousand sessions share a directory fsync.
- * The order is the durability contract: data on disk (fdatasync), then the
- * name in queue/ (rename), then the name on disk (fsync of queue/), and only
- * then the callback that lets the session say 250. A crash between rename and
- * the directory fsync may leave the file in tmp/ (removed at start) or in
- * queue/; either way no 250 was sent for it.
+ * The order is the durability contract: data on disk (fdatasync, of all the
+ * batch's files at once), then the name in queue/ (rename), then the name on
+ * disk (fsync of queue/), and only then the callback that lets the session say
+ * 250. A crash between rename and the directory fsync may leave the file in
+ * tmp/ (removed at start) or in queue/; either way no 250 was sent for it.
  */
 static void
 spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
@@ -433,21 +585,17 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 	bool any_renamed = false;
 	int err;
 
+	spool_finish_all(sp, batch, fault);
 	TAILQ_FOREACH(m, batch, entry) {
-		err = 0;
-		if (fault == FAULT_SYNC_EIO)
-			err = EIO;
-		else if (fdatasync(m->fd) == -1)
-			err = errno;
 		/*
-		 * after a failed fdatasync the kernel may have dropped the dirty
-		 * pages: the file cannot be trusted, so it goes
+		 * after a failed write or fdatasync the kernel may have dropped
+		 * the dirty pages: the file cannot be trusted, so it goes
 		 */
-		if (err == 0 && renameat(sp->tmpfd, m->name, sp->queuefd, m->name) == -1)
-			err = errno;
-		if (err != 0) {
-			unlinkat(sp->tmpfd, m->name, 0);
-			m->err = err;
+		if (m->err == 0 && renameat(sp->tmpfd, m->name, sp->queuefd, m->name) == -1)
+			m->err = errno;
+		if (m->err != 0) {
+			if (m->created)
+				unlinkat(sp->tmpfd, m->name, 0);
 		} else {
 			m->renamed = true;
 			any_renamed = true;
@@ -469,7 +617,8 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 		}
 	}
 	TAILQ_FOREACH(m, batch, entry) {
-		close(m->fd);
+		if (m->fd != -1)
+			close(m->fd);
 		m->fd = -1;
 		if (m->err == 0) {
 			atomic_fetch_add(&sp->count, 1);
@@ -601,6 +750,107 @@ spool_committer(void *arg)
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
+}
+
+/*
+ * The opener thread: creates tmp/<mid> for each message the loop begins (the
+ * loop never opens, renames or unlinks a file itself), and removes the files
+ * of aborted messages. One thread, first come first served, so a message's
+ * removal always follows its open.
+ */
+static void
+spool_open_one(struct spool *sp, struct spool_msg *m)
+{
+	bool abandoned, open;
+	int fd = -1, err = 0;
+
+	pthread_mutex_lock(&sp->mu);
+	open = !m->abandoned && atomic_load(&m->open_state) == OPEN_PENDING;
+	pthread_mutex_unlock(&sp->mu);
+	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
+	if (open &&
+	    (fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) == -1)
+		err = errno;
+	/*
+	 * one critical section: once the open is published and the message let
+	 * go of, a committer may finish it and the loop free it at any moment
+	 */
+	pthread_mutex_lock(&sp->mu);
+	if (open) {
+		m->fd = fd;
+		m->open_err = err;
+		m->created = fd != -1;
+		/* publishes fd to the loop (acquire in spool_msg_flush) */
+		atomic_store(&m->open_state, fd != -1 ? OPEN_READY : OPEN_FAILED);
+		pthread_cond_broadcast(&sp->opened_cv);
+	}
+	abandoned = m->abandoned;
+	m->opener_owned = false;
+	pthread_mutex_unlock(&sp->mu);
+	if (!abandoned)
+		return;
+	/* aborted: the loop has let go of it, it is ours to remove */
+	if (m->fd != -1) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	if (m->created)
+		unlinkat(sp->tmpfd, m->name, 0);
+	spool_msg_free(m);
+}
+
+static void *
+spool_opener(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msg *m;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->opener_stop && (TAILQ_EMPTY(&sp->opener_q) || sp->opener_hold))
+			pthread_cond_wait(&sp->opener_cv, &sp->mu);
+		if ((m = TAILQ_FIRST(&sp->opener_q)) == NULL)
+			break;			/* stopping, and nothing left */
+		TAILQ_REMOVE(&sp->opener_q, m, oentry);
+		sp->opener_busy = true;
+		pthread_mutex_unlock(&sp->mu);
+		spool_open_one(sp, m);
+		pthread_mutex_lock(&sp->mu);
+		sp->opener_busy = false;
+		if (TAILQ_EMPTY(&sp->opener_q))
+			pthread_cond_broadcast(&sp->opened_cv);	/* spool_settle waits on it */
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* loop: hand a message to the opener (under sp->mu) */
+static void
+spool_opener_queue(struct spool *sp, struct spool_msg *m)
+{
+	m->opener_owned = true;
+	TAILQ_INSERT_TAIL(&sp->opener_q, m, oentry);
+	pthread_cond_signal(&sp->opener_cv);
+}
+
+#ifdef MAILGATE_FAULT_HOOKS
+void
+spool_test_hold_opener(struct spool *sp, bool hold)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->opener_hold = hold;
+	pthread_cond_signal(&sp->opener_cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+#endif
+
+void
+spool_settle(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	while (!TAILQ_EMPTY(&sp->opener_q) || sp->opener_busy)
+		pthread_cond_wait(&sp->opened_cv, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
 }
 
 /* ---- open and close ---- */
@@ -810,9 +1060,49 @@ spool_free(struct spool *sp)
 	if (sp->lockfd != -1)
 		close(sp->lockfd);		/* releases the flock */
 	pthread_cond_destroy(&sp->cv);
+	pthread_cond_destroy(&sp->opener_cv);
+	pthread_cond_destroy(&sp->opened_cv);
 	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->wcv);
+	pthread_cond_destroy(&sp->wdone_cv);
+	pthread_mutex_destroy(&sp->wmu);
 	free(sp->dir);
 	free(sp);
+}
+
+/*
+ * The committer first (it finishes what was handed over, and may wait for the
+ * opener meanwhile), then the opener (it removes what was aborted), then the
+ * helpers, idle by then.
+ */
+static void
+spool_stop_threads(struct spool *sp)
+{
+	if (sp->thread_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+		sp->thread_started = false;
+	}
+	if (sp->opener_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->opener_stop = true;
+		pthread_cond_signal(&sp->opener_cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->opener, NULL);
+		sp->opener_started = false;
+	}
+	if (sp->n_helpers > 0) {
+		pthread_mutex_lock(&sp->wmu);
+		sp->work_stop = true;
+		pthread_cond_broadcast(&sp->wcv);
+		pthread_mutex_unlock(&sp->wmu);
+		for (unsigned i = 0; i < sp->n_helpers; i++)
+			pthread_join(sp->helpers[i], NULL);
+		sp->n_helpers = 0;
+	}
 }
 
 struct spool *
@@ -837,7 +1127,13 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 	TAILQ_INIT(&sp->completed);
 	TAILQ_INIT(&sp->ops_pending);
 	TAILQ_INIT(&sp->ops_completed);
+	TAILQ_INIT(&sp->opener_q);
 	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->opener_cv, NULL);
+	pthread_cond_init(&sp->opened_cv, NULL);
+	pthread_mutex_init(&sp->wmu, NULL);
+	pthread_cond_init(&sp->wcv, NULL);
+	pthread_cond_init(&sp->wdone_cv, NULL);
 	/* a monotonic clock, so a clock step does not stall the space refresh */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -934,9 +1230,19 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		goto fail;
 	}
 	sp->thread_started = true;
+	if ((r = pthread_create(&sp->opener, NULL, spool_opener, sp)) != 0) {
+		snprintf(err, errlen, "spool %s: cannot start the opener: %s", dir, strerror(r));
+		goto fail;
+	}
+	sp->opener_started = true;
+	/* helpers are an optimisation: with fewer, batches are synced by fewer threads */
+	while (sp->n_helpers < ARRAY_LEN(sp->helpers) &&
+	    pthread_create(&sp->helpers[sp->n_helpers], NULL, spool_helper, sp) == 0)
+		sp->n_helpers++;
 	return sp;
 
 fail:
+	spool_stop_threads(sp);
 	spool_free(sp);
 	return NULL;
 }
@@ -951,13 +1257,7 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
-	if (sp->thread_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->stop = true;
-		pthread_cond_signal(&sp->cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->thread, NULL);
-	}
+	spool_stop_threads(sp);
 	spool_free(sp);
 }
 
@@ -1006,16 +1306,24 @@ spool_bytes(const struct spool *sp)
 	return atomic_load(&((struct spool *)sp)->bytes);
 }
 
+/*
+ * The buffer is full: write it out if the opener has the file open by now,
+ * else let the buffer grow (up to SPOOL_MEM_MAX) until it has. The loop never
+ * waits for the file: a message that outgrows the cap before its file is open
+ * fails with EAGAIN (451, the client tries again), one whose open failed with
+ * the open's errno.
+ */
 static int
 spool_msg_flush(struct spool_msg *m)
 {
+	char *grown;
 	int e;
 
 	if (m->err != 0) {
 		errno = m->err;
 		return -1;
 	}
-	if (m->used == 0)
+	if (m->used < m->cap)
 		return 0;
 	/* test-only: a fault created mid-message hits at the next real write() */
 	if (m->fault == FAULT_NONE)
@@ -1025,12 +1333,28 @@ spool_msg_flush(struct spool_msg *m)
 		errno = e;
 		return -1;
 	}
-	if (spool_write_all(m->fd, m->buf, m->used) == -1) {
-		m->err = errno;
-		return -1;
+	switch (atomic_load(&m->open_state)) {
+	case OPEN_READY:
+		if (spool_write_all(m->fd, m->buf, m->used) == -1) {
+			m->err = errno;
+			return -1;
+		}
+		m->used = 0;
+		return 0;
+	case OPEN_FAILED:
+		m->err = m->open_err;
+		break;
+	default:
+		if (m->cap * 2 <= SPOOL_MEM_MAX && (grown = realloc(m->buf, m->cap * 2)) != NULL) {
+			m->buf = grown;
+			m->cap *= 2;
+			return 0;
+		}
+		m->err = m->cap * 2 <= SPOOL_MEM_MAX ? ENOMEM : EAGAIN;
+		break;
 	}
-	m->used = 0;
-	return 0;
+	errno = m->err;
+	return -1;
 }
 
 static int
@@ -1040,7 +1364,7 @@ spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
 	size_t n;
 
 	while (len > 0) {
-		n = SPOOL_BUF - m->used;
+		n = m->cap - m->used;
 		if (n > len)
 			n = len;
 		memcpy(m->buf + m->used, p, n);
@@ -1048,7 +1372,7 @@ spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
 		m->appended += n;
 		p += n;
 		len -= n;
-		if (m->used == SPOOL_BUF && spool_msg_flush(m) == -1)
+		if (m->used == m->cap && spool_msg_flush(m) == -1)
 			return -1;
 	}
 	return 0;
@@ -1172,6 +1496,7 @@ spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 	m->sp = sp;
 	m->mid = env->mid;
 	m->fd = -1;
+	atomic_init(&m->open_state, OPEN_PENDING);
 	spool_mid_name(m->name, env->mid);
 	m->fault = spool_fault_read(sp);
 	if (m->fault == FAULT_ENOSPC) {
@@ -1184,14 +1509,11 @@ spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
-	m->fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (m->fd == -1) {
-		e = errno;
-		spool_msg_free(m);
-		errno = e;
-		return NULL;
-	}
+	m->cap = SPOOL_BUF;
+	/* the opener creates tmp/<mid> meanwhile; the bytes wait in the buffer */
+	pthread_mutex_lock(&sp->mu);
+	spool_opener_queue(sp, m);
+	pthread_mutex_unlock(&sp->mu);
 	if (spool_envelope_write(m, env) == -1) {
 		e = errno;
 		spool_msg_abort(m);
@@ -1226,17 +1548,20 @@ spool_msg_write(struct spool_msg *m, const void *buf, size_t len)
 	return 0;
 }
 
+/* the opener closes and removes the file (after its open, if that is still to come) */
 void
 spool_msg_abort(struct spool_msg *m)
 {
+	struct spool *sp;
+
 	if (m == NULL)
 		return;
-	if (m->fd != -1) {
-		close(m->fd);
-		m->fd = -1;
-	}
-	unlinkat(m->sp->tmpfd, m->name, 0);
-	spool_msg_free(m);
+	sp = m->sp;
+	pthread_mutex_lock(&sp->mu);
+	m->abandoned = true;
+	if (!m->opener_owned)
+		spool_opener_queue(sp, m);
+	pthread_mutex_unlock(&sp->mu);
 }
 
 void
@@ -1249,27 +1574,11 @@ spool_msg_commit(struct spool_msg *m, void (*done)(void *, int), void *arg)
 	m->arg = arg;
 	if (sp->inflight++ == 0)
 		event_add(sp->done_ev, &keepalive);
-
-	if (spool_msg_flush(m) == -1) {
-		/*
-		 * the caller expects done() later, never from inside this call
-		 * (it may be in the middle of its own state change): queue the
-		 * failure for the loop's next turn
-		 */
-		close(m->fd);
-		m->fd = -1;
-		unlinkat(sp->tmpfd, m->name, 0);
-		free(m->buf);
-		m->buf = NULL;
-		pthread_mutex_lock(&sp->mu);
-		TAILQ_INSERT_TAIL(&sp->completed, m, entry);
-		pthread_mutex_unlock(&sp->mu);
-		event_active(sp->done_ev, EV_READ, 0);
-		return;
-	}
-	/* the buffer is not needed while the message waits for its sync */
-	free(m->buf);
-	m->buf = NULL;
+	/*
+	 * what is left in the buffer (all of a message up to 64 KiB) is written
+	 * by the committer's threads, with the fdatasync: the loop makes no
+	 * system call on the file here
+	 */
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_INSERT_TAIL(&sp->pending, m, entry);
 	pthread_cond_signal(&sp->cv);

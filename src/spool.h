@@ -8,10 +8,14 @@
  *   queue/<mid> committed messages: an envelope, a blank line, the message
  *   state/<mid> what delivery made of a committed message's recipients (appended)
  *
- * A message is written to tmp/ while it arrives (page cache, from the event loop),
- * then handed to the committer thread, which syncs many messages at once (group
- * commit: fdatasync of each file, rename into queue/, one fsync of queue/) and
- * only then calls back on the event loop, where the session says 250. MIDs come
+ * A message's file tmp/<mid> is created by the opener thread while the event loop
+ * buffers the first octets; a message bigger than the buffer is written into it
+ * from the loop (page cache only) as it arrives. At the end the committer thread
+ * writes the rest and syncs many messages at once (group commit: the batch's
+ * files fdatasync'ed in parallel by the committer and its helper threads, each
+ * renamed into queue/, one fsync of queue/), and only then calls back on the
+ * event loop, where the session says 250. The loop never opens, syncs, renames
+ * or removes a file. MIDs come
  * from blocks reserved durably ahead of use, so they increase strictly and are
  * never reused across restarts or crashes. Delivery outcomes go the same way:
  * the scheduler appends lines to state/<mid> through the committer, which syncs
@@ -83,8 +87,19 @@ struct spool_msg *spool_msg_begin(struct spool *, const struct spool_envelope *)
 /* append message bytes (buffered); -1 with errno set on failure, after which only abort is allowed */
 int spool_msg_write(struct spool_msg *, const void *buf, size_t len);
 
-/* drop a message that will not be committed: close and remove its file */
+/* drop a message that will not be committed: its file is closed and removed off the loop */
 void spool_msg_abort(struct spool_msg *);
+
+/*
+ * Blocking: wait until the opener has done everything asked of it so far (files
+ * created for begun messages, removed for aborted ones). For tests.
+ */
+void spool_settle(struct spool *);
+
+#ifdef MAILGATE_FAULT_HOOKS
+/* test builds: while held, the opener opens and removes nothing (spool_settle would wait) */
+void spool_test_hold_opener(struct spool *, bool hold);
+#endif
 
 /*
  * Hand the message to the committer. done(arg, 0) on the event loop once the

@@ -247,6 +247,7 @@ test_commit_round_trip(void **state)
 	t.mid = env.mid;
 	m = spool_msg_begin(f->sp, &env);
 	assert_non_null(m);
+	spool_settle(f->sp);			/* the opener creates the file */
 	assert_true(exists(f->dir, "tmp", env.mid));
 	/* uneven pieces across the 64 KiB buffer's edges */
 	for (size_t step = 1; off < len; step = step * 3 + 1) {
@@ -391,8 +392,10 @@ test_abort_removes_file(void **state)
 	m = spool_msg_begin(f->sp, &env);
 	assert_non_null(m);
 	assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+	spool_settle(f->sp);
 	assert_true(exists(f->dir, "tmp", env.mid));
 	spool_msg_abort(m);
+	spool_settle(f->sp);			/* the opener removes it */
 	assert_int_equal(count_files(f->dir, "tmp"), 0);
 	assert_int_equal(count_files(f->dir, "queue"), 0);
 	assert_int_equal(spool_count(f->sp), 0);
@@ -683,6 +686,7 @@ test_fault_eio_on_write(void **state)
 	assert_int_equal(spool_msg_write(m, "x", 1), -1);
 	assert_int_equal(errno, EIO);
 	spool_msg_abort(m);
+	spool_settle(f->sp);
 	assert_int_equal(count_files(f->dir, "tmp"), 0);
 }
 
@@ -712,6 +716,173 @@ test_fault_sync_eio(void **state)
 	assert_int_equal(count_files(f->dir, "queue"), 0);
 	assert_int_equal(spool_count(f->sp), 0);
 }
+
+/* ---- the opener: the loop never waits for a file ---- */
+
+static char *
+pattern(size_t len)
+{
+	char *p = malloc(len);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (char)(i * 13 + i / 509);
+	return p;
+}
+
+/* the file is not open yet: the bytes wait in memory, then all reach the file */
+static void
+test_open_late_buffer_grows(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_entry e;
+	struct spool_envelope env;
+	struct spool_msg *m;
+	size_t len = 1024 * 1024 + 99;
+	char *msg = pattern(len), *got, path[256], err[256];
+	FILE *fp;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, msg, len / 2), 0);
+	assert_false(exists(f->dir, "tmp", env.mid));	/* nothing opened, nothing failed */
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_true(exists(f->dir, "tmp", env.mid));
+	/* the next full buffer goes to the file, from where the first half left off */
+	assert_int_equal(spool_msg_write(m, msg + len / 2, len - len / 2), 0);
+	spool_msg_commit(m, on_done, &t);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, 0);
+
+	snprintf(path, sizeof(path), "%s/queue/%" PRIu64, f->dir, env.mid);
+	assert_int_equal(spool_entry_read(path, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.size, len);
+	got = malloc(len);
+	assert_non_null(got);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, e.data_offset, SEEK_SET), 0);
+	assert_int_equal(fread(got, 1, len, fp), len);
+	fclose(fp);
+	assert_memory_equal(got, msg, len);
+	free(got);
+	free(msg);
+	spool_entry_free(&e);
+}
+
+/* committed before its file exists: the committer waits for the opener, not the loop */
+static void
+test_commit_before_open(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_envelope env;
+	struct spool_msg *m;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "Subject: early\r\n\r\nx\r\n", 21), 0);
+	spool_msg_commit(m, on_done, &t);
+	spool_test_hold_opener(f->sp, false);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, 0);
+	assert_true(exists(f->dir, "queue", env.mid));
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+}
+
+/* past SPOOL_MEM_MAX with the file still not open: EAGAIN (a 451), nothing left behind */
+static void
+test_open_late_cap(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_msg *m;
+	size_t len = 5 * 1024 * 1024;
+	char *msg = pattern(len);
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	errno = 0;
+	assert_int_equal(spool_msg_write(m, msg, len), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(spool_msg_write(m, "x", 1), -1);	/* sticky */
+	spool_msg_abort(m);
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+	free(msg);
+}
+
+/* aborted before the opener got to it: no file is ever made */
+static void
+test_abort_before_open(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_msg *m;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	spool_msg_abort(m);
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+	/* and the spool goes on */
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	spool_msg_abort(m);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+}
+
+/* the open fails (here: the name is taken): done() gets its errno, and the file that was there stays */
+static void
+test_open_fails(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_envelope env;
+	struct spool_msg *m;
+	char name[64];
+
+	f->sp = open_spool(f);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	snprintf(name, sizeof(name), "tmp/%" PRIu64, env.mid);
+	write_file(f->dir, name, "not ours");
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+	spool_msg_commit(m, on_done, &t);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, EEXIST);
+	assert_true(exists(f->dir, "tmp", env.mid));
+	assert_false(exists(f->dir, "queue", env.mid));
+	assert_int_equal(spool_count(f->sp), 0);
+}
 #endif
 
 int
@@ -734,6 +905,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fault_enospc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_eio_on_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_sync_eio, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_late_buffer_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_before_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_late_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_before_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_fails, setup, teardown),
 #endif
 	};
 	int r;
