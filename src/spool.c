@@ -155,6 +155,7 @@ struct spool_op {
 	size_t len;
 	int err;
 	bool created;				/* committer: the append made the file */
+	bool removed;				/* committer: the removal unlinked it */
 	void (*done)(void *, int);
 	void *arg;
 };
@@ -214,7 +215,8 @@ struct spool {
 	pthread_mutex_t wmu;			/* guards what follows */
 	pthread_cond_t wcv;			/* a new batch, or stop */
 	pthread_cond_t wdone_cv;		/* the batch is finished */
-	struct spool_msg **work;
+	void **work;
+	void (*work_fn)(struct spool *, void *, enum spool_fault);
 	size_t work_n, work_next, work_left;
 	enum spool_fault work_fault;
 	uint64_t work_gen;
@@ -222,6 +224,7 @@ struct spool {
 };
 
 static void spool_done_cb(evutil_socket_t, short, void *);
+static int spool_cmp_mid(const void *, const void *);
 
 static void
 spool_msg_free(struct spool_msg *m)
@@ -464,8 +467,9 @@ spool_reserve_next(struct spool *sp)
  * share the flushes (and on a journalled filesystem one journal commit).
  */
 static void
-spool_msg_finish(struct spool *sp, struct spool_msg *m, enum spool_fault fault)
+spool_msg_finish(struct spool *sp, void *item, enum spool_fault fault)
 {
+	struct spool_msg *m = item;
 	int e;
 
 	if (atomic_load(&m->open_state) == OPEN_PENDING) {
@@ -497,14 +501,15 @@ spool_msg_finish(struct spool *sp, struct spool_msg *m, enum spool_fault fault)
 	m->buf = NULL;
 }
 
-/* a helper thread: finish messages of whatever batch the committer posts */
+/* a helper thread: take items of whatever batch the committer posts */
 static void *
 spool_helper(void *arg)
 {
 	struct spool *sp = arg;
-	struct spool_msg *m;
+	void (*fn)(struct spool *, void *, enum spool_fault);
 	enum spool_fault fault;
 	uint64_t seen = 0;
+	void *item;
 
 	pthread_mutex_lock(&sp->wmu);
 	for (;;) {
@@ -514,10 +519,11 @@ spool_helper(void *arg)
 			break;
 		seen = sp->work_gen;
 		while (sp->work_next < sp->work_n) {
-			m = sp->work[sp->work_next++];
+			item = sp->work[sp->work_next++];
+			fn = sp->work_fn;
 			fault = sp->work_fault;
 			pthread_mutex_unlock(&sp->wmu);
-			spool_msg_finish(sp, m, fault);
+			fn(sp, item, fault);
 			pthread_mutex_lock(&sp->wmu);
 			if (--sp->work_left == 0)
 				pthread_cond_signal(&sp->wdone_cv);
@@ -527,11 +533,45 @@ spool_helper(void *arg)
 	return NULL;
 }
 
+/*
+ * committer: fn on each of the n items, the committer and its helpers taking
+ * them in turn; returns when all are done
+ */
+static void
+spool_run_parallel(struct spool *sp, void **v, size_t n,
+    void (*fn)(struct spool *, void *, enum spool_fault), enum spool_fault fault)
+{
+	void *item;
+
+	pthread_mutex_lock(&sp->wmu);
+	sp->work = v;
+	sp->work_fn = fn;
+	sp->work_n = sp->work_left = n;
+	sp->work_next = 0;
+	sp->work_fault = fault;
+	sp->work_gen++;
+	if (n > 1 && sp->n_helpers > 0)
+		pthread_cond_broadcast(&sp->wcv);
+	while (sp->work_next < sp->work_n) {
+		item = v[sp->work_next++];
+		pthread_mutex_unlock(&sp->wmu);
+		fn(sp, item, fault);
+		pthread_mutex_lock(&sp->wmu);
+		sp->work_left--;
+	}
+	while (sp->work_left > 0)
+		pthread_cond_wait(&sp->wdone_cv, &sp->wmu);
+	sp->work = NULL;
+	sp->work_n = sp->work_next = 0;
+	pthread_mutex_unlock(&sp->wmu);
+}
+
 /* committer: finish every message of the batch, with the helpers */
 static void
 spool_finish_all(struct spool *sp, struct spool_msgq *batch, enum spool_fault fault)
 {
-	struct spool_msg *m, **v;
+	struct spool_msg *m;
+	void **v;
 	size_t n = 0;
 
 	TAILQ_FOREACH(m, batch, entry)
@@ -545,26 +585,7 @@ spool_finish_all(struct spool *sp, struct spool_msgq *batch, enum spool_fault fa
 	n = 0;
 	TAILQ_FOREACH(m, batch, entry)
 		v[n++] = m;
-	pthread_mutex_lock(&sp->wmu);
-	sp->work = v;
-	sp->work_n = sp->work_left = n;
-	sp->work_next = 0;
-	sp->work_fault = fault;
-	sp->work_gen++;
-	if (n > 1 && sp->n_helpers > 0)
-		pthread_cond_broadcast(&sp->wcv);
-	while (sp->work_next < sp->work_n) {
-		m = v[sp->work_next++];
-		pthread_mutex_unlock(&sp->wmu);
-		spool_msg_finish(sp, m, fault);
-		pthread_mutex_lock(&sp->wmu);
-		sp->work_left--;
-	}
-	while (sp->work_left > 0)
-		pthread_cond_wait(&sp->wdone_cv, &sp->wmu);
-	sp->work = NULL;
-	sp->work_n = sp->work_next = 0;
-	pthread_mutex_unlock(&sp->wmu);
+	spool_run_parallel(sp, v, n, spool_msg_finish, fault);
 	free(v);
 }
 
@@ -639,44 +660,88 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
  * asked for it) is on disk no later than the append. One fsync of state/ for
  * every file created in the round, one of queue/ for every removal.
  */
+/* one append or removal (on the committer or a helper); the result in op */
+static void
+spool_op_do(struct spool *sp, void *item, enum spool_fault fault)
+{
+	struct spool_op *op = item;
+	struct stat st;
+	char name[SPOOL_NAME_MAX];
+	int fd;
+
+	(void)fault;
+	spool_mid_name(name, op->mid);
+	if (op->kind == OP_REMOVE) {
+		if (unlinkat(sp->queuefd, name, 0) == 0) {
+			op->removed = true;
+			atomic_fetch_sub(&sp->count, 1);
+			atomic_fetch_sub(&sp->bytes, op->size);
+		} else if (errno != ENOENT)	/* ENOENT: gone already, not counted */
+			op->err = errno;
+		return;
+	}
+	fd = openat(sp->statefd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		op->err = errno;
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
+		op->err = errno;
+		/* no half line may stay for the next append to complete */
+		if (ftruncate(fd, st.st_size) == 0)
+			(void)fdatasync(fd);
+	}
+	close(fd);
+	if (st.st_size == 0)
+		op->created = true;
+}
+
+/* do the ops in parallel, but only when no two touch the same MID: their order matters */
+static void
+spool_ops_run(struct spool *sp, struct spool_opq *batch)
+{
+	struct spool_op *op;
+	uint64_t *mids = NULL;
+	void **v = NULL;
+	size_t n = 0, i;
+	bool distinct = true;
+
+	TAILQ_FOREACH(op, batch, entry)
+		n++;
+	if (n > 1 && (v = malloc(n * sizeof(*v))) != NULL &&
+	    (mids = malloc(n * sizeof(*mids))) != NULL) {
+		i = 0;
+		TAILQ_FOREACH(op, batch, entry) {
+			v[i] = op;
+			mids[i++] = op->mid;
+		}
+		qsort(mids, n, sizeof(*mids), spool_cmp_mid);
+		for (i = 1; i < n && distinct; i++)
+			distinct = mids[i] != mids[i - 1];
+		if (distinct)
+			spool_run_parallel(sp, v, n, spool_op_do, FAULT_NONE);
+	}
+	if (n <= 1 || v == NULL || mids == NULL || !distinct)
+		TAILQ_FOREACH(op, batch, entry)
+			spool_op_do(sp, op, FAULT_NONE);
+	free(mids);
+	free(v);
+}
+
 static void
 spool_ops_batch(struct spool *sp, struct spool_opq *batch)
 {
 	struct spool_op *op;
-	struct stat st;
 	char name[SPOOL_NAME_MAX];
 	bool created = false, removed = false;
-	int fd, err;
+	int err;
 
+	spool_ops_run(sp, batch);
 	TAILQ_FOREACH(op, batch, entry) {
-		spool_mid_name(name, op->mid);
-		if (op->kind == OP_REMOVE) {
-			if (unlinkat(sp->queuefd, name, 0) == 0) {
-				removed = true;
-				atomic_fetch_sub(&sp->count, 1);
-				atomic_fetch_sub(&sp->bytes, op->size);
-			} else if (errno != ENOENT)	/* ENOENT: gone already, not counted */
-				op->err = errno;
-			continue;
-		}
-		fd = openat(sp->statefd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (fd == -1 || fstat(fd, &st) == -1) {
-			op->err = errno;
-			if (fd != -1)
-				close(fd);
-			continue;
-		}
-		if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
-			op->err = errno;
-			/* no half line may stay for the next append to complete */
-			if (ftruncate(fd, st.st_size) == 0)
-				(void)fdatasync(fd);
-		}
-		close(fd);
-		if (st.st_size == 0) {
-			op->created = true;
-			created = true;
-		}
+		created |= op->created;
+		removed |= op->removed;
 	}
 	/* a new file's name must be on disk before its lines count */
 	if (created && fsync(sp->statefd) == -1) {
