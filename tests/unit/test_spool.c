@@ -430,6 +430,72 @@ test_forget_suppresses_callback(void **state)
 	assert_true(exists(f->dir, "queue", e2.mid));
 }
 
+/*
+ * State appends and removals share the committer's rounds with messages: an
+ * append handed over after a message is durable no earlier than the message
+ * (its callback comes later), two appends to one file keep their order, and a
+ * removal takes the message and then its state file.
+ */
+static void
+test_ops_follow_messages(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag tm = { &rec, 0 }, ta1 = { &rec, 0 }, ta2 = { &rec, 0 }, tb = { &rec, 0 },
+	    tr = { &rec, 0 };
+	struct spool_envelope ea, eb;
+	struct spool_state st;
+	struct spool_msg *m;
+	char line1[128], line2[128], err[256];
+	int n1, n2;
+
+	f->sp = open_spool(f);
+	ea = envelope(spool_next_mid(f->sp));
+	eb = envelope(spool_next_mid(f->sp));
+	tm.mid = ea.mid;
+	tb.mid = eb.mid;
+	ta1.mid = ta2.mid = tr.mid = 1000000 + ea.mid;	/* told apart from the messages */
+	m = spool_msg_begin(f->sp, &ea);
+	assert_non_null(m);
+	spool_msg_commit(m, on_done, &tm);
+	n1 = spool_state_format(line1, sizeof(line1), 0, SPOOL_RCPT_DEFERRED, 1795900200, 1,
+	    "451 4.7.1 first");
+	n2 = spool_state_format(line2, sizeof(line2), 0, SPOOL_RCPT_DEFERRED, 1795900800, 2,
+	    "451 4.7.1 second");
+	assert_true(n1 > 0 && n2 > 0);
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line1, (size_t)n1, on_done, &ta1), 0);
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line2, (size_t)n2, on_done, &ta2), 0);
+	m = spool_msg_begin(f->sp, &eb);
+	assert_non_null(m);
+	spool_msg_commit(m, on_done, &tb);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(rec.errs[i], 0);
+	/* the message first, then its appends, in order */
+	assert_int_equal(rec.order[0], ea.mid);
+	for (int i = 1; i < 4; i++)
+		if (rec.order[i] != eb.mid)
+			assert_int_equal(rec.order[i], ta1.mid);
+	assert_int_equal(spool_state_read(f->dir, ea.mid, 2, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.rcpts[0].state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(st.rcpts[0].attempts, 2);		/* the last line wins */
+	assert_string_equal(st.rcpts[0].reason, "451 4.7.1 second");
+	assert_int_equal(st.bad_lines, 0);
+	spool_state_free(&st);
+	assert_true(exists(f->dir, "state", ea.mid));
+	assert_int_equal(spool_count(f->sp), 2);
+
+	assert_int_equal(spool_remove(f->sp, ea.mid, 0, on_done, &tr), 0);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 5);
+	assert_int_equal(rec.errs[4], 0);
+	assert_false(exists(f->dir, "queue", ea.mid));
+	assert_false(exists(f->dir, "state", ea.mid));
+	assert_true(exists(f->dir, "queue", eb.mid));
+	assert_int_equal(spool_count(f->sp), 1);
+}
+
 /* commits in flight at close are finished, their callbacks dropped */
 static void
 test_close_finishes_pending(void **state)
@@ -896,6 +962,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_many_commits_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_removes_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_suppresses_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ops_follow_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_finishes_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp_and_counts_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envelope_refuses_line_breaks, setup, teardown),
