@@ -91,7 +91,7 @@
 #define SPOOL_LINE_MAX		(64 * 1024)	/* longest envelope line a reader takes */
 #define SPOOL_NAME_MAX		24		/* a uint64 in decimal, and a NUL */
 #define SPOOL_MEM_MAX		(4 * 1024 * 1024) /* a message's buffer while its file is not open yet */
-#define SPOOL_SYNC_THREADS	8		/* the committer and its helpers sync a batch in parallel */
+#define SPOOL_SYNC_THREADS	32		/* the committer and its helpers sync a batch in parallel */
 
 enum spool_fault {
 	FAULT_NONE,
