@@ -138,6 +138,7 @@ struct spool_msg {
 	bool forgotten;				/* loop only: no callback */
 	enum spool_fault fault;
 	uint64_t appended;			/* octets appended so far, envelope included */
+	uint64_t seq;				/* loop: the order it was handed over in */
 	struct spool_entry *env;		/* for the commit hook, when there is one */
 	void (*done)(void *, int);
 	void *arg;
@@ -156,11 +157,21 @@ struct spool_op {
 	int err;
 	bool created;				/* committer: the append made the file */
 	bool removed;				/* committer: the removal unlinked it */
+	uint64_t seq;				/* loop: the order it was handed over in */
 	void (*done)(void *, int);
 	void *arg;
 };
 
 TAILQ_HEAD(spool_opq, spool_op);
+
+/* items of one round for the helpers: the committer's messages, or the state thread's ops */
+struct spool_jobset {
+	TAILQ_ENTRY(spool_jobset) entry;
+	void **items;
+	void (*fn)(struct spool *, void *, enum spool_fault);
+	enum spool_fault fault;
+	size_t n, next, left;
+};
 
 struct spool {
 	struct event_base *base;
@@ -178,6 +189,7 @@ struct spool {
 	uint64_t mid_next;			/* the current block is [mid_next, mid_end) */
 	uint64_t mid_end;
 	unsigned inflight;			/* committed, done() not yet delivered */
+	uint64_t seq;				/* messages and ops handed over so far */
 	struct event *done_ev;
 
 	/* committer thread only (after spool_open) */
@@ -195,13 +207,18 @@ struct spool {
 	bool thread_started;
 	pthread_t opener;
 	bool opener_started;
+	pthread_t stater;
+	bool stater_started;
 	pthread_t helpers[SPOOL_SYNC_THREADS - 1];
 	unsigned n_helpers;
 	pthread_mutex_t mu;			/* guards what follows */
 	pthread_cond_t cv;
 	pthread_cond_t opener_cv;		/* work for the opener */
 	pthread_cond_t opened_cv;		/* the opener finished a message's open */
+	pthread_cond_t state_cv;		/* work for the state thread */
+	uint64_t busy_seq;			/* the first message of the batch being committed */
 	bool stop;
+	bool state_stop;
 	bool opener_stop;
 	bool opener_busy;
 	bool opener_hold;			/* test builds: spool_test_hold_opener */
@@ -213,13 +230,9 @@ struct spool {
 
 	/* the batch being synced, shared by the committer and its helpers */
 	pthread_mutex_t wmu;			/* guards what follows */
-	pthread_cond_t wcv;			/* a new batch, or stop */
-	pthread_cond_t wdone_cv;		/* the batch is finished */
-	void **work;
-	void (*work_fn)(struct spool *, void *, enum spool_fault);
-	size_t work_n, work_next, work_left;
-	enum spool_fault work_fault;
-	uint64_t work_gen;
+	pthread_cond_t wcv;			/* a new set of jobs, or stop */
+	pthread_cond_t wdone_cv;		/* a set is finished */
+	TAILQ_HEAD(, spool_jobset) work;	/* sets with jobs nobody took yet */
 	bool work_stop;
 };
 
@@ -501,68 +514,61 @@ spool_msg_finish(struct spool *sp, void *item, enum spool_fault fault)
 	m->buf = NULL;
 }
 
-/* a helper thread: take items of whatever batch the committer posts */
+/* a helper thread: take jobs of whatever set the committer or the state thread posts */
 static void *
 spool_helper(void *arg)
 {
 	struct spool *sp = arg;
-	void (*fn)(struct spool *, void *, enum spool_fault);
-	enum spool_fault fault;
-	uint64_t seen = 0;
+	struct spool_jobset *js;
 	void *item;
 
 	pthread_mutex_lock(&sp->wmu);
 	for (;;) {
-		while (!sp->work_stop && (sp->work_gen == seen || sp->work_next == sp->work_n))
+		while (!sp->work_stop && TAILQ_EMPTY(&sp->work))
 			pthread_cond_wait(&sp->wcv, &sp->wmu);
-		if (sp->work_stop)
-			break;
-		seen = sp->work_gen;
-		while (sp->work_next < sp->work_n) {
-			item = sp->work[sp->work_next++];
-			fn = sp->work_fn;
-			fault = sp->work_fault;
-			pthread_mutex_unlock(&sp->wmu);
-			fn(sp, item, fault);
-			pthread_mutex_lock(&sp->wmu);
-			if (--sp->work_left == 0)
-				pthread_cond_signal(&sp->wdone_cv);
-		}
+		if ((js = TAILQ_FIRST(&sp->work)) == NULL)
+			break;			/* stopping */
+		item = js->items[js->next++];
+		if (js->next == js->n)
+			TAILQ_REMOVE(&sp->work, js, entry);
+		pthread_mutex_unlock(&sp->wmu);
+		js->fn(sp, item, js->fault);
+		pthread_mutex_lock(&sp->wmu);
+		if (--js->left == 0)
+			pthread_cond_broadcast(&sp->wdone_cv);
 	}
 	pthread_mutex_unlock(&sp->wmu);
 	return NULL;
 }
 
 /*
- * committer: fn on each of the n items, the committer and its helpers taking
- * them in turn; returns when all are done
+ * fn on each of the n items, the caller (the committer or the state thread)
+ * and the helpers taking them in turn; back when all are done
  */
 static void
 spool_run_parallel(struct spool *sp, void **v, size_t n,
     void (*fn)(struct spool *, void *, enum spool_fault), enum spool_fault fault)
 {
+	struct spool_jobset js = { .items = v, .fn = fn, .fault = fault, .n = n, .left = n };
 	void *item;
 
+	if (n == 0)
+		return;
 	pthread_mutex_lock(&sp->wmu);
-	sp->work = v;
-	sp->work_fn = fn;
-	sp->work_n = sp->work_left = n;
-	sp->work_next = 0;
-	sp->work_fault = fault;
-	sp->work_gen++;
+	TAILQ_INSERT_TAIL(&sp->work, &js, entry);
 	if (n > 1 && sp->n_helpers > 0)
 		pthread_cond_broadcast(&sp->wcv);
-	while (sp->work_next < sp->work_n) {
-		item = v[sp->work_next++];
+	while (js.next < js.n) {
+		item = v[js.next++];
+		if (js.next == js.n)
+			TAILQ_REMOVE(&sp->work, &js, entry);
 		pthread_mutex_unlock(&sp->wmu);
 		fn(sp, item, fault);
 		pthread_mutex_lock(&sp->wmu);
-		sp->work_left--;
+		js.left--;
 	}
-	while (sp->work_left > 0)
+	while (js.left > 0)
 		pthread_cond_wait(&sp->wdone_cv, &sp->wmu);
-	sp->work = NULL;
-	sp->work_n = sp->work_next = 0;
 	pthread_mutex_unlock(&sp->wmu);
 }
 
@@ -655,10 +661,11 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 }
 
 /*
- * State appends and removals, after the messages of the same round, so a
- * message committed before an append (a DSN before the "bounced" line that
- * asked for it) is on disk no later than the append. One fsync of state/ for
- * every file created in the round, one of queue/ for every removal.
+ * State appends and removals, on the state thread, once every message handed
+ * over before them is durable (spool_stater), so a message committed before an
+ * append (a DSN before the "bounced" line that asked for it) is on disk no
+ * later than the append. One fsync of state/ for every file created in the
+ * round, one of queue/ for every removal.
  */
 /* one append or removal (on the committer or a helper); the result in op */
 static void
@@ -779,7 +786,6 @@ spool_committer(void *arg)
 {
 	struct spool *sp = arg;
 	struct spool_msgq batch;
-	struct spool_opq ops;
 	struct timespec deadline;
 	bool reserve, stopping;
 
@@ -788,30 +794,85 @@ spool_committer(void *arg)
 		/* wake for work, and at least once a second to refresh free space */
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += 1;
-		while (!sp->stop && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending) &&
+		while (!sp->stop && TAILQ_EMPTY(&sp->pending) &&
 		    atomic_load(&sp->reserve_state) != RESERVE_WANTED) {
 			if (pthread_cond_timedwait(&sp->cv, &sp->mu, &deadline) == ETIMEDOUT)
 				break;
 		}
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &sp->pending, entry);
-		TAILQ_INIT(&ops);
-		TAILQ_CONCAT(&ops, &sp->ops_pending, entry);
+		if (!TAILQ_EMPTY(&batch))
+			sp->busy_seq = TAILQ_FIRST(&batch)->seq;
 		reserve = atomic_load(&sp->reserve_state) == RESERVE_WANTED;
 		stopping = sp->stop;
 		pthread_mutex_unlock(&sp->mu);
 
 		if (reserve)
 			spool_reserve_next(sp);
-		if (!TAILQ_EMPTY(&batch))
+		if (!TAILQ_EMPTY(&batch)) {
 			spool_commit_batch(sp, &batch);
-		if (!TAILQ_EMPTY(&ops))
-			spool_ops_batch(sp, &ops);
+			/* durable now: appends handed over after them may go */
+			pthread_mutex_lock(&sp->mu);
+			sp->busy_seq = UINT64_MAX;
+			pthread_cond_signal(&sp->state_cv);
+			pthread_mutex_unlock(&sp->mu);
+		}
 		atomic_store(&sp->free_bytes, spool_statvfs(sp->dirfd));
 
 		pthread_mutex_lock(&sp->mu);
-		if (stopping && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending))
+		if (stopping && TAILQ_EMPTY(&sp->pending))
 			break;
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* under sp->mu: appends and removals handed over before this may be done now */
+static uint64_t
+spool_ops_limit(const struct spool *sp)
+{
+	uint64_t limit = sp->busy_seq;
+
+	if (!TAILQ_EMPTY(&sp->pending) && TAILQ_FIRST(&sp->pending)->seq < limit)
+		limit = TAILQ_FIRST(&sp->pending)->seq;
+	return limit;
+}
+
+/*
+ * The state thread: delivery's appends and removals, in rounds of their own
+ * beside the committer's, so a session's next message never waits behind the
+ * record of its last one (at one session that would be two more flushes
+ * before every 250). An append or removal is taken only once every message
+ * handed over before it is durable: it was handed over before the first
+ * message the committer holds or has waiting.
+ */
+static void *
+spool_stater(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_opq ops;
+	struct spool_op *op;
+	uint64_t limit;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		for (;;) {
+			limit = spool_ops_limit(sp);
+			op = TAILQ_FIRST(&sp->ops_pending);
+			if ((op != NULL && op->seq < limit) || (op == NULL && sp->state_stop))
+				break;
+			pthread_cond_wait(&sp->state_cv, &sp->mu);
+		}
+		if (op == NULL)
+			break;			/* stopping, and nothing left */
+		TAILQ_INIT(&ops);
+		while ((op = TAILQ_FIRST(&sp->ops_pending)) != NULL && op->seq < limit) {
+			TAILQ_REMOVE(&sp->ops_pending, op, entry);
+			TAILQ_INSERT_TAIL(&ops, op, entry);
+		}
+		pthread_mutex_unlock(&sp->mu);
+		spool_ops_batch(sp, &ops);
+		pthread_mutex_lock(&sp->mu);
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
@@ -1127,6 +1188,7 @@ spool_free(struct spool *sp)
 	pthread_cond_destroy(&sp->cv);
 	pthread_cond_destroy(&sp->opener_cv);
 	pthread_cond_destroy(&sp->opened_cv);
+	pthread_cond_destroy(&sp->state_cv);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->wcv);
 	pthread_cond_destroy(&sp->wdone_cv);
@@ -1136,9 +1198,9 @@ spool_free(struct spool *sp)
 }
 
 /*
- * The committer first (it finishes what was handed over, and may wait for the
- * opener meanwhile), then the opener (it removes what was aborted), then the
- * helpers, idle by then.
+ * The committer first (it finishes the messages handed over, and may wait for
+ * the opener meanwhile), then the state thread (every append may go then),
+ * then the opener (it removes what was aborted), then the helpers, idle by then.
  */
 static void
 spool_stop_threads(struct spool *sp)
@@ -1150,6 +1212,14 @@ spool_stop_threads(struct spool *sp)
 		pthread_mutex_unlock(&sp->mu);
 		pthread_join(sp->thread, NULL);
 		sp->thread_started = false;
+	}
+	if (sp->stater_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->state_stop = true;
+		pthread_cond_signal(&sp->state_cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->stater, NULL);
+		sp->stater_started = false;
 	}
 	if (sp->opener_started) {
 		pthread_mutex_lock(&sp->mu);
@@ -1196,6 +1266,9 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->opener_cv, NULL);
 	pthread_cond_init(&sp->opened_cv, NULL);
+	pthread_cond_init(&sp->state_cv, NULL);
+	sp->busy_seq = UINT64_MAX;
+	TAILQ_INIT(&sp->work);
 	pthread_mutex_init(&sp->wmu, NULL);
 	pthread_cond_init(&sp->wcv, NULL);
 	pthread_cond_init(&sp->wdone_cv, NULL);
@@ -1300,6 +1373,12 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		goto fail;
 	}
 	sp->opener_started = true;
+	if ((r = pthread_create(&sp->stater, NULL, spool_stater, sp)) != 0) {
+		snprintf(err, errlen, "spool %s: cannot start the state thread: %s", dir,
+		    strerror(r));
+		goto fail;
+	}
+	sp->stater_started = true;
 	/* helpers are an optimisation: with fewer, batches are synced by fewer threads */
 	while (sp->n_helpers < ARRAY_LEN(sp->helpers) &&
 	    pthread_create(&sp->helpers[sp->n_helpers], NULL, spool_helper, sp) == 0)
@@ -1637,6 +1716,7 @@ spool_msg_commit(struct spool_msg *m, void (*done)(void *, int), void *arg)
 
 	m->done = done;
 	m->arg = arg;
+	m->seq = ++sp->seq;
 	if (sp->inflight++ == 0)
 		event_add(sp->done_ev, &keepalive);
 	/*
@@ -1712,11 +1792,12 @@ spool_op_queue(struct spool *sp, struct spool_op *op)
 {
 	static const struct timeval keepalive = { 3600, 0 };
 
+	op->seq = ++sp->seq;
 	if (sp->inflight++ == 0)
 		event_add(sp->done_ev, &keepalive);
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_INSERT_TAIL(&sp->ops_pending, op, entry);
-	pthread_cond_signal(&sp->cv);
+	pthread_cond_signal(&sp->state_cv);
 	pthread_mutex_unlock(&sp->mu);
 }
 
