@@ -8,9 +8,9 @@
  * Threads: the event loop (begin, write, abort, commit, callbacks), which touches
  * a message file only to write() into it once the message outgrows its 64 KiB
  * buffer; the opener, which creates tmp/<mid> for each begun message and removes
- * the files of aborted ones; the committer, which does every other disk
- * operation after spool_open; and the committer's helpers, which fdatasync a
- * batch's files in parallel with it.
+ * the files of aborted ones; the committer, which commits messages; the state
+ * thread, which does delivery's state appends and removals; and their helpers,
+ * which fdatasync a round's files in parallel with them.
  *
  * On-disk format of queue/<mid> (text, readable with less):
  *

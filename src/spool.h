@@ -17,9 +17,10 @@
  * event loop, where the session says 250. The loop never opens, syncs, renames
  * or removes a file. MIDs come
  * from blocks reserved durably ahead of use, so they increase strictly and are
- * never reused across restarts or crashes. Delivery outcomes go the same way:
- * the scheduler appends lines to state/<mid> through the committer, which syncs
- * them (group commit again) before the callback that lets the outcome count.
+ * never reused across restarts or crashes. Delivery outcomes go a similar way:
+ * the scheduler appends lines to state/<mid> through the state thread, which
+ * syncs them (group commit again, beside the committer's rounds) before the
+ * callback that lets the outcome count.
  */
 #ifndef MAILGATE_SPOOL_H
 #define MAILGATE_SPOOL_H
@@ -180,9 +181,9 @@ int spool_state_recover(struct spool *, uint64_t mid, size_t n_rcpts, struct spo
 
 /*
  * Append text (whole lines) to state/<mid> through the committer: written,
- * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, in the
- * same group commit as messages; a message commit handed over earlier is
- * durable no later than this. done(arg, 0) on the loop once it is durable,
+ * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, by the
+ * state thread, many at once; a message commit handed over earlier is durable
+ * no later than this (it waits for that message's batch). done(arg, 0) on the loop once it is durable,
  * done(arg, errno) if not (nothing of it is left in the file). Never from
  * inside this call. -1 with errno (ENOMEM) if it could not be queued.
  */
