@@ -130,7 +130,7 @@ def test_class1_smuggling(srv, srv_accept, mode, fake, way):
             "stored %r, sent %r" % (sf.body, payload)
         if not has_bare(payload):
             assert sf.body == unstuff(payload)
-    assert s.tmp_names() == []
+    assert s.tmp_settled() == []
 
 
 def test_class1_server_still_serves(srv, srv_accept):
@@ -170,7 +170,7 @@ def test_class2_rest_is_dropped(srv_small, limit, way):
     s.wait_closed_logged(c, mark)
     s.assert_failed_logged(c, mark, count=1)
     assert "hidden.example" not in s.log_since(mark)
-    assert s.queue_names() == before and s.tmp_names() == []
+    assert s.queue_names() == before and s.tmp_settled() == []
 
 
 def test_class2_server_still_serves(srv_small):

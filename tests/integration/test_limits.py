@@ -6,7 +6,7 @@ served. A flood past every limit leaks no descriptor."""
 import re
 
 from conftest import HOSTNAME, poll_until
-from hatlib import (add_listener, connect_from, fd_list, open_session, quit_and_wait,
+from hatlib import (add_listener, connect_from, open_session, quit_and_wait,
                     refused_421, served_from, settled_fds, wait_closes)
 
 FROM_HOST = "#4.4.5 Too many connections from your host"
