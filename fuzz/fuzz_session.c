@@ -308,6 +308,8 @@ check_spool(void)
 	static const char acc[] = "250 ok: Message ";
 	unsigned go_aheads = 0, queued = 0;
 
+	/* aborted messages' files are removed by the spool's opener thread */
+	spool_settle(srv.spool);
 	snprintf(tdir, sizeof(tdir), "%s/tmp", spooldir);
 	if ((dp = opendir(tdir)) != NULL) {
 		while ((de = readdir(dp)) != NULL)

@@ -6,6 +6,14 @@
  * buffered whole: once the buffer holds more than the cap without a CRLF, it is
  * dropped up to the next CRLF, so a 1 MiB line costs no more memory than 512
  * octets.
+ *
+ * System calls per message matter on the one loop thread, so: replies queued
+ * during a loop turn wait in a buffer of our own and go out together at the end
+ * of the turn with one writev() straight to the socket (on a plaintext
+ * connection whose libevent buffer is empty); only what the kernel does not take
+ * goes through the bufferevent and its write event. io_pause() stops reading
+ * lazily: the read event is removed only if bytes arrive while paused, so a
+ * session waiting on the disk with nothing sent costs no epoll_ctl.
  */
 #include "io.h"
 
@@ -45,7 +53,36 @@ struct io {
 	bool discarding;		/* inside an overlong line */
 	bool shutting_down;
 	bool paused;
+	bool read_off;			/* paused, and bytes came: reading is disabled */
+	bool missed_input;		/* paused, and an input callback was held back */
+	struct evbuffer *out;		/* replies of this loop turn, not yet sent */
+	struct event *ev_flush;		/* active while out holds something */
 };
+
+/* hand what io->out holds to the bufferevent (which sends it when it can) */
+static void
+io_out_to_bev(struct io *io)
+{
+	if (evbuffer_get_length(io->out) > 0)
+		bufferevent_write_buffer(io->bev, io->out);
+}
+
+/* the end of a loop turn: send this turn's replies */
+static void
+io_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct io *io = arg;
+
+	(void)fd;
+	(void)what;
+	if (io->shutting_down)
+		return;		/* io_maybe_closed moved them to the bufferevent */
+	/* nothing may overtake bytes libevent still holds, nor TLS */
+	if (io->ssl == NULL && io->fd != -1 &&
+	    evbuffer_get_length(bufferevent_get_output(io->bev)) == 0)
+		(void)evbuffer_write(io->out, io->fd);	/* an error: libevent's own write finds it */
+	io_out_to_bev(io);
+}
 
 static void
 io_readcb(struct bufferevent *bev, void *arg)
@@ -53,8 +90,18 @@ io_readcb(struct bufferevent *bev, void *arg)
 	struct io *io = arg;
 
 	(void)bev;
-	if (!io->shutting_down)
-		io->cb->input(io->arg);
+	if (io->shutting_down)
+		return;
+	if (io->paused) {
+		/* bytes came while paused: now stop reading for real */
+		io->missed_input = true;
+		if (!io->read_off) {
+			io->read_off = true;
+			bufferevent_disable(io->bev, EV_READ);
+		}
+		return;
+	}
+	io->cb->input(io->arg);
 }
 
 static void
@@ -88,6 +135,7 @@ io_maybe_closed(struct io *io)
 	struct bufferevent *under = io->ssl ? bufferevent_get_underlying(io->bev) : NULL;
 	struct timeval now = { 0, 0 };
 
+	io_out_to_bev(io);
 	if (evbuffer_get_length(bufferevent_get_output(io->bev)) > 0)
 		return;
 	/* every reply is encrypted by now: end TLS properly (RFC 8446 6.1) */
@@ -156,6 +204,17 @@ io_eventcb(struct bufferevent *bev, short what, void *arg)
 	io->cb->closed(io->arg);
 }
 
+/* undo io_alloc */
+static void
+io_unalloc(struct io *io)
+{
+	if (io->out != NULL)
+		evbuffer_free(io->out);
+	if (io->ev_flush != NULL)
+		event_free(io->ev_flush);
+	free(io);
+}
+
 static struct io *
 io_alloc(struct event_base *base, const struct io_callbacks *cb, void *arg)
 {
@@ -164,6 +223,12 @@ io_alloc(struct event_base *base, const struct io_callbacks *cb, void *arg)
 	if (io == NULL)
 		return NULL;
 	io->fd = -1;
+	io->out = evbuffer_new();
+	io->ev_flush = event_new(base, -1, 0, io_flush_cb, io);
+	if (io->out == NULL || io->ev_flush == NULL) {
+		io_unalloc(io);
+		return NULL;
+	}
 	io->base = base;
 	io->cb = cb;
 	io->arg = arg;
@@ -191,7 +256,7 @@ io_new(struct event_base *base, int fd, const struct io_callbacks *cb, void *arg
 	if (io == NULL)
 		return NULL;
 	if ((bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		free(io);
+		io_unalloc(io);
 		return NULL;
 	}
 	io->fd = fd;
@@ -217,6 +282,8 @@ io_free(struct io *io)
 		    io->under_cb);
 	if (io->ev_closed != NULL)
 		event_free(io->ev_closed);
+	event_free(io->ev_flush);
+	evbuffer_free(io->out);
 	bufferevent_free(io->bev);
 	free(io);
 }
@@ -304,31 +371,46 @@ io_consume(struct io *io, size_t n)
 void
 io_write(struct io *io, const void *buf, size_t len)
 {
-	if (!io->shutting_down)
+	if (io->shutting_down)
+		return;
+	if (io->ssl != NULL) {
 		bufferevent_write(io->bev, buf, len);
+		return;
+	}
+	/* the first reply of this turn: flush when the loop has run what is active now */
+	if (evbuffer_get_length(io->out) == 0)
+		event_active(io->ev_flush, EV_WRITE, 0);
+	evbuffer_add(io->out, buf, len);
 }
 
 bool
 io_output_full(struct io *io)
 {
-	return evbuffer_get_length(bufferevent_get_output(io->bev)) >= IO_OUTPUT_HIGH;
+	return evbuffer_get_length(bufferevent_get_output(io->bev)) +
+	    evbuffer_get_length(io->out) >= IO_OUTPUT_HIGH;
 }
 
 void
 io_pause(struct io *io)
 {
-	if (!io->paused) {
-		io->paused = true;
-		bufferevent_disable(io->bev, EV_READ);
-	}
+	io->paused = true;	/* the read event goes only if bytes come (io_readcb) */
 }
 
 void
 io_resume(struct io *io)
 {
-	if (io->paused && !io->shutting_down) {
-		io->paused = false;
+	if (!io->paused || io->shutting_down)
+		return;
+	io->paused = false;
+	if (io->read_off) {
+		io->read_off = false;
 		bufferevent_enable(io->bev, EV_READ);
+	}
+	if (io->missed_input) {
+		/* what was read while paused: an input callback on a later turn */
+		io->missed_input = false;
+		if (evbuffer_get_length(bufferevent_get_input(io->bev)) > 0)
+			bufferevent_trigger(io->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 	}
 }
 
@@ -350,6 +432,8 @@ io_start_tls(struct io *io, SSL_CTX *ctx, void (*done)(void *arg, bool ok))
 
 	if ((ssl = SSL_new(ctx)) == NULL)
 		return -1;
+	/* what is queued (the 220) goes out in the clear, ahead of the handshake */
+	io_out_to_bev(io);
 	/* the client's bytes before the handshake are plaintext it had no right to send */
 	evbuffer_drain(bufferevent_get_input(io->bev),
 	    evbuffer_get_length(bufferevent_get_input(io->bev)));
@@ -373,7 +457,7 @@ io_start_tls(struct io *io, SSL_CTX *ctx, void (*done)(void *arg, bool ok))
 	io->tls_done = done;
 	bufferevent_setcb(filter, io_readcb, io_writecb, io_eventcb, io);
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
-	io->paused = false;
+	io->paused = io->read_off = io->missed_input = false;
 	return 0;
 }
 

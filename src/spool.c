@@ -5,8 +5,12 @@
  * renamed into queue/ and queue/ itself fsync'ed, so a 250 sent from done()
  * survives kill -9 and power loss. Anything else (a write error, a failed sync)
  * reaches done() as an errno and leaves no file behind, so the session says 451.
- * Two threads: the event loop (begin, write, abort, commit, callbacks) and one
- * committer thread that does every slow disk operation after spool_open.
+ * Threads: the event loop (begin, write, abort, commit, callbacks), which touches
+ * a message file only to write() into it once the message outgrows its 64 KiB
+ * buffer; the opener, which creates tmp/<mid> for each begun message and removes
+ * the files of aborted ones; the committer, which commits messages; the state
+ * thread, which does delivery's state appends and removals; and their helpers,
+ * which fdatasync a round's files in parallel with them.
  *
  * On-disk format of queue/<mid> (text, readable with less):
  *
@@ -86,6 +90,8 @@
 #define SPOOL_MID_BLOCK		1000		/* MIDs reserved by one sync of "mid" */
 #define SPOOL_LINE_MAX		(64 * 1024)	/* longest envelope line a reader takes */
 #define SPOOL_NAME_MAX		24		/* a uint64 in decimal, and a NUL */
+#define SPOOL_MEM_MAX		(4 * 1024 * 1024) /* a message's buffer while its file is not open yet */
+#define SPOOL_SYNC_THREADS	32		/* the committer and its helpers sync a batch in parallel */
 
 enum spool_fault {
 	FAULT_NONE,
@@ -102,15 +108,29 @@ enum spool_reserve {
 	RESERVE_READY,
 };
 
+/* a message's file, opened by the opener thread (never by the loop) */
+enum spool_open_state {
+	OPEN_PENDING,
+	OPEN_READY,				/* fd is valid */
+	OPEN_FAILED,				/* open_err says why */
+};
+
 TAILQ_HEAD(spool_msgq, spool_msg);
 
 struct spool_msg {
 	TAILQ_ENTRY(spool_msg) entry;		/* pending or completed list */
+	TAILQ_ENTRY(spool_msg) oentry;		/* the opener's queue */
 	struct spool *sp;
 	uint64_t mid;
 	char name[SPOOL_NAME_MAX];		/* tmp/<name> then queue/<name> */
-	int fd;
-	char *buf;				/* SPOOL_BUF octets, freed at commit */
+	int fd;					/* set by the opener before OPEN_READY */
+	_Atomic int open_state;			/* enum spool_open_state */
+	int open_err;
+	bool created;				/* opener: tmp/<name> is ours to remove */
+	bool opener_owned;			/* under mu: on the opener's queue or being opened */
+	bool abandoned;				/* under mu: aborted; the opener frees it */
+	char *buf;				/* message octets not written yet */
+	size_t cap;				/* SPOOL_BUF, more while the file is not open */
 	size_t used;
 	uint64_t size;				/* message octets after the envelope */
 	int err;				/* sticky write error, then the result */
@@ -118,6 +138,7 @@ struct spool_msg {
 	bool forgotten;				/* loop only: no callback */
 	enum spool_fault fault;
 	uint64_t appended;			/* octets appended so far, envelope included */
+	uint64_t seq;				/* loop: the order it was handed over in */
 	struct spool_entry *env;		/* for the commit hook, when there is one */
 	void (*done)(void *, int);
 	void *arg;
@@ -135,11 +156,22 @@ struct spool_op {
 	size_t len;
 	int err;
 	bool created;				/* committer: the append made the file */
+	bool removed;				/* committer: the removal unlinked it */
+	uint64_t seq;				/* loop: the order it was handed over in */
 	void (*done)(void *, int);
 	void *arg;
 };
 
 TAILQ_HEAD(spool_opq, spool_op);
+
+/* items of one round for the helpers: the committer's messages, or the state thread's ops */
+struct spool_jobset {
+	TAILQ_ENTRY(spool_jobset) entry;
+	void **items;
+	void (*fn)(struct spool *, void *, enum spool_fault);
+	enum spool_fault fault;
+	size_t n, next, left;
+};
 
 struct spool {
 	struct event_base *base;
@@ -157,6 +189,7 @@ struct spool {
 	uint64_t mid_next;			/* the current block is [mid_next, mid_end) */
 	uint64_t mid_end;
 	unsigned inflight;			/* committed, done() not yet delivered */
+	uint64_t seq;				/* messages and ops handed over so far */
 	struct event *done_ev;
 
 	/* committer thread only (after spool_open) */
@@ -172,16 +205,39 @@ struct spool {
 
 	pthread_t thread;
 	bool thread_started;
+	pthread_t opener;
+	bool opener_started;
+	pthread_t stater;
+	bool stater_started;
+	pthread_t helpers[SPOOL_SYNC_THREADS - 1];
+	unsigned n_helpers;
 	pthread_mutex_t mu;			/* guards what follows */
 	pthread_cond_t cv;
+	pthread_cond_t opener_cv;		/* work for the opener */
+	pthread_cond_t opened_cv;		/* the opener finished a message's open */
+	pthread_cond_t state_cv;		/* work for the state thread */
+	uint64_t busy_seq;			/* the first message of the batch being committed */
 	bool stop;
+	bool state_stop;
+	bool opener_stop;
+	bool opener_busy;
+	bool opener_hold;			/* test builds: spool_test_hold_opener */
+	struct spool_msgq opener_q;		/* loop -> opener: files to open or remove */
 	struct spool_msgq pending;		/* loop -> committer */
 	struct spool_msgq completed;		/* committer -> loop */
 	struct spool_opq ops_pending;		/* the same for state appends and removals */
 	struct spool_opq ops_completed;
+
+	/* the batch being synced, shared by the committer and its helpers */
+	pthread_mutex_t wmu;			/* guards what follows */
+	pthread_cond_t wcv;			/* a new set of jobs, or stop */
+	pthread_cond_t wdone_cv;		/* a set is finished */
+	TAILQ_HEAD(, spool_jobset) work;	/* sets with jobs nobody took yet */
+	bool work_stop;
 };
 
 static void spool_done_cb(evutil_socket_t, short, void *);
+static int spool_cmp_mid(const void *, const void *);
 
 static void
 spool_msg_free(struct spool_msg *m)
@@ -417,13 +473,136 @@ spool_reserve_next(struct spool *sp)
 /* ---- the committer thread ---- */
 
 /*
+ * Off the loop, on the committer or one of its helpers: wait for the message's
+ * file to be open, write what the loop left in the buffer and fdatasync it.
+ * The result lands in m->err. Many of these run at once, one per thread, so a
+ * batch costs about one device flush, not one per message: concurrent syncs
+ * share the flushes (and on a journalled filesystem one journal commit).
+ */
+static void
+spool_msg_finish(struct spool *sp, void *item, enum spool_fault fault)
+{
+	struct spool_msg *m = item;
+	int e;
+
+	if (atomic_load(&m->open_state) == OPEN_PENDING) {
+		pthread_mutex_lock(&sp->mu);
+		while (atomic_load(&m->open_state) == OPEN_PENDING)
+			pthread_cond_wait(&sp->opened_cv, &sp->mu);
+		pthread_mutex_unlock(&sp->mu);
+	}
+	if (m->err == 0 && atomic_load(&m->open_state) == OPEN_FAILED)
+		m->err = m->open_err;
+	if (m->err == 0 && m->used > 0) {
+		/* test-only: as spool_msg_flush, a fault hits the next real write() */
+		if (m->fault == FAULT_NONE)
+			m->fault = fault;
+		if ((e = spool_fault_write_errno(m->fault)) != 0)
+			m->err = e;
+		else if (spool_write_all(m->fd, m->buf, m->used) == -1)
+			m->err = errno;
+		else
+			m->used = 0;
+	}
+	if (m->err == 0) {
+		if (fault == FAULT_SYNC_EIO)
+			m->err = EIO;
+		else if (fdatasync(m->fd) == -1)
+			m->err = errno;
+	}
+	free(m->buf);
+	m->buf = NULL;
+}
+
+/* a helper thread: take jobs of whatever set the committer or the state thread posts */
+static void *
+spool_helper(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_jobset *js;
+	void *item;
+
+	pthread_mutex_lock(&sp->wmu);
+	for (;;) {
+		while (!sp->work_stop && TAILQ_EMPTY(&sp->work))
+			pthread_cond_wait(&sp->wcv, &sp->wmu);
+		if ((js = TAILQ_FIRST(&sp->work)) == NULL)
+			break;			/* stopping */
+		item = js->items[js->next++];
+		if (js->next == js->n)
+			TAILQ_REMOVE(&sp->work, js, entry);
+		pthread_mutex_unlock(&sp->wmu);
+		js->fn(sp, item, js->fault);
+		pthread_mutex_lock(&sp->wmu);
+		if (--js->left == 0)
+			pthread_cond_broadcast(&sp->wdone_cv);
+	}
+	pthread_mutex_unlock(&sp->wmu);
+	return NULL;
+}
+
+/*
+ * fn on each of the n items, the caller (the committer or the state thread)
+ * and the helpers taking them in turn; back when all are done
+ */
+static void
+spool_run_parallel(struct spool *sp, void **v, size_t n,
+    void (*fn)(struct spool *, void *, enum spool_fault), enum spool_fault fault)
+{
+	struct spool_jobset js = { .items = v, .fn = fn, .fault = fault, .n = n, .left = n };
+	void *item;
+
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&sp->wmu);
+	TAILQ_INSERT_TAIL(&sp->work, &js, entry);
+	if (n > 1 && sp->n_helpers > 0)
+		pthread_cond_broadcast(&sp->wcv);
+	while (js.next < js.n) {
+		item = v[js.next++];
+		if (js.next == js.n)
+			TAILQ_REMOVE(&sp->work, &js, entry);
+		pthread_mutex_unlock(&sp->wmu);
+		fn(sp, item, fault);
+		pthread_mutex_lock(&sp->wmu);
+		js.left--;
+	}
+	while (js.left > 0)
+		pthread_cond_wait(&sp->wdone_cv, &sp->wmu);
+	pthread_mutex_unlock(&sp->wmu);
+}
+
+/* committer: finish every message of the batch, with the helpers */
+static void
+spool_finish_all(struct spool *sp, struct spool_msgq *batch, enum spool_fault fault)
+{
+	struct spool_msg *m;
+	void **v;
+	size_t n = 0;
+
+	TAILQ_FOREACH(m, batch, entry)
+		n++;
+	if ((v = malloc(n * sizeof(*v))) == NULL) {
+		/* no array to share: finish them here, one after another */
+		TAILQ_FOREACH(m, batch, entry)
+			spool_msg_finish(sp, m, fault);
+		return;
+	}
+	n = 0;
+	TAILQ_FOREACH(m, batch, entry)
+		v[n++] = m;
+	spool_run_parallel(sp, v, n, spool_msg_finish, fault);
+	free(v);
+}
+
+/*
  * Group commit: every message that arrived while the previous batch was being
  * synced goes in this one, so a thousand sessions share a directory fsync.
- * The order is the durability contract: data on disk (fdatasync), then the
- * name in queue/ (rename), then the name on disk (fsync of queue/), and only
- * then the callback that lets the session say 250. A crash between rename and
- * the directory fsync may leave the file in tmp/ (removed at start) or in
- * queue/; either way no 250 was sent for it.
+ * The order is the durability contract: data on disk (fdatasync, of all the
+ * batch's files at once), then the name in queue/ (rename), then the name on
+ * disk (fsync of queue/), and only then the callback that lets the session say
+ * 250. A crash between rename and the directory fsync may leave the file in
+ * tmp/ (removed at start) or in queue/; either way no 250 was sent for it.
  */
 static void
 spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
@@ -433,21 +612,17 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 	bool any_renamed = false;
 	int err;
 
+	spool_finish_all(sp, batch, fault);
 	TAILQ_FOREACH(m, batch, entry) {
-		err = 0;
-		if (fault == FAULT_SYNC_EIO)
-			err = EIO;
-		else if (fdatasync(m->fd) == -1)
-			err = errno;
 		/*
-		 * after a failed fdatasync the kernel may have dropped the dirty
-		 * pages: the file cannot be trusted, so it goes
+		 * after a failed write or fdatasync the kernel may have dropped
+		 * the dirty pages: the file cannot be trusted, so it goes
 		 */
-		if (err == 0 && renameat(sp->tmpfd, m->name, sp->queuefd, m->name) == -1)
-			err = errno;
-		if (err != 0) {
-			unlinkat(sp->tmpfd, m->name, 0);
-			m->err = err;
+		if (m->err == 0 && renameat(sp->tmpfd, m->name, sp->queuefd, m->name) == -1)
+			m->err = errno;
+		if (m->err != 0) {
+			if (m->created)
+				unlinkat(sp->tmpfd, m->name, 0);
 		} else {
 			m->renamed = true;
 			any_renamed = true;
@@ -469,7 +644,8 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 		}
 	}
 	TAILQ_FOREACH(m, batch, entry) {
-		close(m->fd);
+		if (m->fd != -1)
+			close(m->fd);
 		m->fd = -1;
 		if (m->err == 0) {
 			atomic_fetch_add(&sp->count, 1);
@@ -485,49 +661,94 @@ spool_commit_batch(struct spool *sp, struct spool_msgq *batch)
 }
 
 /*
- * State appends and removals, after the messages of the same round, so a
- * message committed before an append (a DSN before the "bounced" line that
- * asked for it) is on disk no later than the append. One fsync of state/ for
- * every file created in the round, one of queue/ for every removal.
+ * State appends and removals, on the state thread, once every message handed
+ * over before them is durable (spool_stater), so a message committed before an
+ * append (a DSN before the "bounced" line that asked for it) is on disk no
+ * later than the append. One fsync of state/ for every file created in the
+ * round, one of queue/ for every removal.
  */
+/* one append or removal (on the committer or a helper); the result in op */
+static void
+spool_op_do(struct spool *sp, void *item, enum spool_fault fault)
+{
+	struct spool_op *op = item;
+	struct stat st;
+	char name[SPOOL_NAME_MAX];
+	int fd;
+
+	(void)fault;
+	spool_mid_name(name, op->mid);
+	if (op->kind == OP_REMOVE) {
+		if (unlinkat(sp->queuefd, name, 0) == 0) {
+			op->removed = true;
+			atomic_fetch_sub(&sp->count, 1);
+			atomic_fetch_sub(&sp->bytes, op->size);
+		} else if (errno != ENOENT)	/* ENOENT: gone already, not counted */
+			op->err = errno;
+		return;
+	}
+	fd = openat(sp->statefd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		op->err = errno;
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
+		op->err = errno;
+		/* no half line may stay for the next append to complete */
+		if (ftruncate(fd, st.st_size) == 0)
+			(void)fdatasync(fd);
+	}
+	close(fd);
+	if (st.st_size == 0)
+		op->created = true;
+}
+
+/* do the ops in parallel, but only when no two touch the same MID: their order matters */
+static void
+spool_ops_run(struct spool *sp, struct spool_opq *batch)
+{
+	struct spool_op *op;
+	uint64_t *mids = NULL;
+	void **v = NULL;
+	size_t n = 0, i;
+	bool distinct = true;
+
+	TAILQ_FOREACH(op, batch, entry)
+		n++;
+	if (n > 1 && (v = malloc(n * sizeof(*v))) != NULL &&
+	    (mids = malloc(n * sizeof(*mids))) != NULL) {
+		i = 0;
+		TAILQ_FOREACH(op, batch, entry) {
+			v[i] = op;
+			mids[i++] = op->mid;
+		}
+		qsort(mids, n, sizeof(*mids), spool_cmp_mid);
+		for (i = 1; i < n && distinct; i++)
+			distinct = mids[i] != mids[i - 1];
+		if (distinct)
+			spool_run_parallel(sp, v, n, spool_op_do, FAULT_NONE);
+	}
+	if (n <= 1 || v == NULL || mids == NULL || !distinct)
+		TAILQ_FOREACH(op, batch, entry)
+			spool_op_do(sp, op, FAULT_NONE);
+	free(mids);
+	free(v);
+}
+
 static void
 spool_ops_batch(struct spool *sp, struct spool_opq *batch)
 {
 	struct spool_op *op;
-	struct stat st;
 	char name[SPOOL_NAME_MAX];
 	bool created = false, removed = false;
-	int fd, err;
+	int err;
 
+	spool_ops_run(sp, batch);
 	TAILQ_FOREACH(op, batch, entry) {
-		spool_mid_name(name, op->mid);
-		if (op->kind == OP_REMOVE) {
-			if (unlinkat(sp->queuefd, name, 0) == 0) {
-				removed = true;
-				atomic_fetch_sub(&sp->count, 1);
-				atomic_fetch_sub(&sp->bytes, op->size);
-			} else if (errno != ENOENT)	/* ENOENT: gone already, not counted */
-				op->err = errno;
-			continue;
-		}
-		fd = openat(sp->statefd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (fd == -1 || fstat(fd, &st) == -1) {
-			op->err = errno;
-			if (fd != -1)
-				close(fd);
-			continue;
-		}
-		if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
-			op->err = errno;
-			/* no half line may stay for the next append to complete */
-			if (ftruncate(fd, st.st_size) == 0)
-				(void)fdatasync(fd);
-		}
-		close(fd);
-		if (st.st_size == 0) {
-			op->created = true;
-			created = true;
-		}
+		created |= op->created;
+		removed |= op->removed;
 	}
 	/* a new file's name must be on disk before its lines count */
 	if (created && fsync(sp->statefd) == -1) {
@@ -565,7 +786,6 @@ spool_committer(void *arg)
 {
 	struct spool *sp = arg;
 	struct spool_msgq batch;
-	struct spool_opq ops;
 	struct timespec deadline;
 	bool reserve, stopping;
 
@@ -574,33 +794,189 @@ spool_committer(void *arg)
 		/* wake for work, and at least once a second to refresh free space */
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += 1;
-		while (!sp->stop && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending) &&
+		while (!sp->stop && TAILQ_EMPTY(&sp->pending) &&
 		    atomic_load(&sp->reserve_state) != RESERVE_WANTED) {
 			if (pthread_cond_timedwait(&sp->cv, &sp->mu, &deadline) == ETIMEDOUT)
 				break;
 		}
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &sp->pending, entry);
-		TAILQ_INIT(&ops);
-		TAILQ_CONCAT(&ops, &sp->ops_pending, entry);
+		if (!TAILQ_EMPTY(&batch))
+			sp->busy_seq = TAILQ_FIRST(&batch)->seq;
 		reserve = atomic_load(&sp->reserve_state) == RESERVE_WANTED;
 		stopping = sp->stop;
 		pthread_mutex_unlock(&sp->mu);
 
 		if (reserve)
 			spool_reserve_next(sp);
-		if (!TAILQ_EMPTY(&batch))
+		if (!TAILQ_EMPTY(&batch)) {
 			spool_commit_batch(sp, &batch);
-		if (!TAILQ_EMPTY(&ops))
-			spool_ops_batch(sp, &ops);
+			/* durable now: appends handed over after them may go */
+			pthread_mutex_lock(&sp->mu);
+			sp->busy_seq = UINT64_MAX;
+			pthread_cond_signal(&sp->state_cv);
+			pthread_mutex_unlock(&sp->mu);
+		}
 		atomic_store(&sp->free_bytes, spool_statvfs(sp->dirfd));
 
 		pthread_mutex_lock(&sp->mu);
-		if (stopping && TAILQ_EMPTY(&sp->pending) && TAILQ_EMPTY(&sp->ops_pending))
+		if (stopping && TAILQ_EMPTY(&sp->pending))
 			break;
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
+}
+
+/* under sp->mu: appends and removals handed over before this may be done now */
+static uint64_t
+spool_ops_limit(const struct spool *sp)
+{
+	uint64_t limit = sp->busy_seq;
+
+	if (!TAILQ_EMPTY(&sp->pending) && TAILQ_FIRST(&sp->pending)->seq < limit)
+		limit = TAILQ_FIRST(&sp->pending)->seq;
+	return limit;
+}
+
+/*
+ * The state thread: delivery's appends and removals, in rounds of their own
+ * beside the committer's, so a session's next message never waits behind the
+ * record of its last one (at one session that would be two more flushes
+ * before every 250). An append or removal is taken only once every message
+ * handed over before it is durable: it was handed over before the first
+ * message the committer holds or has waiting.
+ */
+static void *
+spool_stater(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_opq ops;
+	struct spool_op *op;
+	uint64_t limit;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		for (;;) {
+			limit = spool_ops_limit(sp);
+			op = TAILQ_FIRST(&sp->ops_pending);
+			if ((op != NULL && op->seq < limit) || (op == NULL && sp->state_stop))
+				break;
+			pthread_cond_wait(&sp->state_cv, &sp->mu);
+		}
+		if (op == NULL)
+			break;			/* stopping, and nothing left */
+		TAILQ_INIT(&ops);
+		while ((op = TAILQ_FIRST(&sp->ops_pending)) != NULL && op->seq < limit) {
+			TAILQ_REMOVE(&sp->ops_pending, op, entry);
+			TAILQ_INSERT_TAIL(&ops, op, entry);
+		}
+		pthread_mutex_unlock(&sp->mu);
+		spool_ops_batch(sp, &ops);
+		pthread_mutex_lock(&sp->mu);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/*
+ * The opener thread: creates tmp/<mid> for each message the loop begins (the
+ * loop never opens, renames or unlinks a file itself), and removes the files
+ * of aborted messages. One thread, first come first served, so a message's
+ * removal always follows its open.
+ */
+static void
+spool_open_one(struct spool *sp, struct spool_msg *m)
+{
+	bool abandoned, open;
+	int fd = -1, err = 0;
+
+	pthread_mutex_lock(&sp->mu);
+	open = !m->abandoned && atomic_load(&m->open_state) == OPEN_PENDING;
+	pthread_mutex_unlock(&sp->mu);
+	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
+	if (open &&
+	    (fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) == -1)
+		err = errno;
+	/*
+	 * one critical section: once the open is published and the message let
+	 * go of, a committer may finish it and the loop free it at any moment
+	 */
+	pthread_mutex_lock(&sp->mu);
+	if (open) {
+		m->fd = fd;
+		m->open_err = err;
+		m->created = fd != -1;
+		/* publishes fd to the loop (acquire in spool_msg_flush) */
+		atomic_store(&m->open_state, fd != -1 ? OPEN_READY : OPEN_FAILED);
+		pthread_cond_broadcast(&sp->opened_cv);
+	}
+	abandoned = m->abandoned;
+	m->opener_owned = false;
+	pthread_mutex_unlock(&sp->mu);
+	if (!abandoned)
+		return;
+	/* aborted: the loop has let go of it, it is ours to remove */
+	if (m->fd != -1) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	if (m->created)
+		unlinkat(sp->tmpfd, m->name, 0);
+	spool_msg_free(m);
+}
+
+static void *
+spool_opener(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_msg *m;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (!sp->opener_stop && (TAILQ_EMPTY(&sp->opener_q) || sp->opener_hold))
+			pthread_cond_wait(&sp->opener_cv, &sp->mu);
+		if ((m = TAILQ_FIRST(&sp->opener_q)) == NULL)
+			break;			/* stopping, and nothing left */
+		TAILQ_REMOVE(&sp->opener_q, m, oentry);
+		sp->opener_busy = true;
+		pthread_mutex_unlock(&sp->mu);
+		spool_open_one(sp, m);
+		pthread_mutex_lock(&sp->mu);
+		sp->opener_busy = false;
+		if (TAILQ_EMPTY(&sp->opener_q))
+			pthread_cond_broadcast(&sp->opened_cv);	/* spool_settle waits on it */
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* loop: hand a message to the opener (under sp->mu) */
+static void
+spool_opener_queue(struct spool *sp, struct spool_msg *m)
+{
+	m->opener_owned = true;
+	TAILQ_INSERT_TAIL(&sp->opener_q, m, oentry);
+	pthread_cond_signal(&sp->opener_cv);
+}
+
+#ifdef MAILGATE_FAULT_HOOKS
+void
+spool_test_hold_opener(struct spool *sp, bool hold)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->opener_hold = hold;
+	pthread_cond_signal(&sp->opener_cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+#endif
+
+void
+spool_settle(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	while (!TAILQ_EMPTY(&sp->opener_q) || sp->opener_busy)
+		pthread_cond_wait(&sp->opened_cv, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
 }
 
 /* ---- open and close ---- */
@@ -810,9 +1186,58 @@ spool_free(struct spool *sp)
 	if (sp->lockfd != -1)
 		close(sp->lockfd);		/* releases the flock */
 	pthread_cond_destroy(&sp->cv);
+	pthread_cond_destroy(&sp->opener_cv);
+	pthread_cond_destroy(&sp->opened_cv);
+	pthread_cond_destroy(&sp->state_cv);
 	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->wcv);
+	pthread_cond_destroy(&sp->wdone_cv);
+	pthread_mutex_destroy(&sp->wmu);
 	free(sp->dir);
 	free(sp);
+}
+
+/*
+ * The committer first (it finishes the messages handed over, and may wait for
+ * the opener meanwhile), then the state thread (every append may go then),
+ * then the opener (it removes what was aborted), then the helpers, idle by then.
+ */
+static void
+spool_stop_threads(struct spool *sp)
+{
+	if (sp->thread_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+		sp->thread_started = false;
+	}
+	if (sp->stater_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->state_stop = true;
+		pthread_cond_signal(&sp->state_cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->stater, NULL);
+		sp->stater_started = false;
+	}
+	if (sp->opener_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->opener_stop = true;
+		pthread_cond_signal(&sp->opener_cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->opener, NULL);
+		sp->opener_started = false;
+	}
+	if (sp->n_helpers > 0) {
+		pthread_mutex_lock(&sp->wmu);
+		sp->work_stop = true;
+		pthread_cond_broadcast(&sp->wcv);
+		pthread_mutex_unlock(&sp->wmu);
+		for (unsigned i = 0; i < sp->n_helpers; i++)
+			pthread_join(sp->helpers[i], NULL);
+		sp->n_helpers = 0;
+	}
 }
 
 struct spool *
@@ -837,7 +1262,16 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 	TAILQ_INIT(&sp->completed);
 	TAILQ_INIT(&sp->ops_pending);
 	TAILQ_INIT(&sp->ops_completed);
+	TAILQ_INIT(&sp->opener_q);
 	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->opener_cv, NULL);
+	pthread_cond_init(&sp->opened_cv, NULL);
+	pthread_cond_init(&sp->state_cv, NULL);
+	sp->busy_seq = UINT64_MAX;
+	TAILQ_INIT(&sp->work);
+	pthread_mutex_init(&sp->wmu, NULL);
+	pthread_cond_init(&sp->wcv, NULL);
+	pthread_cond_init(&sp->wdone_cv, NULL);
 	/* a monotonic clock, so a clock step does not stall the space refresh */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -934,9 +1368,25 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		goto fail;
 	}
 	sp->thread_started = true;
+	if ((r = pthread_create(&sp->opener, NULL, spool_opener, sp)) != 0) {
+		snprintf(err, errlen, "spool %s: cannot start the opener: %s", dir, strerror(r));
+		goto fail;
+	}
+	sp->opener_started = true;
+	if ((r = pthread_create(&sp->stater, NULL, spool_stater, sp)) != 0) {
+		snprintf(err, errlen, "spool %s: cannot start the state thread: %s", dir,
+		    strerror(r));
+		goto fail;
+	}
+	sp->stater_started = true;
+	/* helpers are an optimisation: with fewer, batches are synced by fewer threads */
+	while (sp->n_helpers < ARRAY_LEN(sp->helpers) &&
+	    pthread_create(&sp->helpers[sp->n_helpers], NULL, spool_helper, sp) == 0)
+		sp->n_helpers++;
 	return sp;
 
 fail:
+	spool_stop_threads(sp);
 	spool_free(sp);
 	return NULL;
 }
@@ -951,13 +1401,7 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
-	if (sp->thread_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->stop = true;
-		pthread_cond_signal(&sp->cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->thread, NULL);
-	}
+	spool_stop_threads(sp);
 	spool_free(sp);
 }
 
@@ -1006,16 +1450,24 @@ spool_bytes(const struct spool *sp)
 	return atomic_load(&((struct spool *)sp)->bytes);
 }
 
+/*
+ * The buffer is full: write it out if the opener has the file open by now,
+ * else let the buffer grow (up to SPOOL_MEM_MAX) until it has. The loop never
+ * waits for the file: a message that outgrows the cap before its file is open
+ * fails with EAGAIN (451, the client tries again), one whose open failed with
+ * the open's errno.
+ */
 static int
 spool_msg_flush(struct spool_msg *m)
 {
+	char *grown;
 	int e;
 
 	if (m->err != 0) {
 		errno = m->err;
 		return -1;
 	}
-	if (m->used == 0)
+	if (m->used < m->cap)
 		return 0;
 	/* test-only: a fault created mid-message hits at the next real write() */
 	if (m->fault == FAULT_NONE)
@@ -1025,12 +1477,28 @@ spool_msg_flush(struct spool_msg *m)
 		errno = e;
 		return -1;
 	}
-	if (spool_write_all(m->fd, m->buf, m->used) == -1) {
-		m->err = errno;
-		return -1;
+	switch (atomic_load(&m->open_state)) {
+	case OPEN_READY:
+		if (spool_write_all(m->fd, m->buf, m->used) == -1) {
+			m->err = errno;
+			return -1;
+		}
+		m->used = 0;
+		return 0;
+	case OPEN_FAILED:
+		m->err = m->open_err;
+		break;
+	default:
+		if (m->cap * 2 <= SPOOL_MEM_MAX && (grown = realloc(m->buf, m->cap * 2)) != NULL) {
+			m->buf = grown;
+			m->cap *= 2;
+			return 0;
+		}
+		m->err = m->cap * 2 <= SPOOL_MEM_MAX ? ENOMEM : EAGAIN;
+		break;
 	}
-	m->used = 0;
-	return 0;
+	errno = m->err;
+	return -1;
 }
 
 static int
@@ -1040,7 +1508,7 @@ spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
 	size_t n;
 
 	while (len > 0) {
-		n = SPOOL_BUF - m->used;
+		n = m->cap - m->used;
 		if (n > len)
 			n = len;
 		memcpy(m->buf + m->used, p, n);
@@ -1048,7 +1516,7 @@ spool_msg_append(struct spool_msg *m, const void *buf, size_t len)
 		m->appended += n;
 		p += n;
 		len -= n;
-		if (m->used == SPOOL_BUF && spool_msg_flush(m) == -1)
+		if (m->used == m->cap && spool_msg_flush(m) == -1)
 			return -1;
 	}
 	return 0;
@@ -1172,6 +1640,7 @@ spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 	m->sp = sp;
 	m->mid = env->mid;
 	m->fd = -1;
+	atomic_init(&m->open_state, OPEN_PENDING);
 	spool_mid_name(m->name, env->mid);
 	m->fault = spool_fault_read(sp);
 	if (m->fault == FAULT_ENOSPC) {
@@ -1184,14 +1653,11 @@ spool_msg_begin(struct spool *sp, const struct spool_envelope *env)
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
-	m->fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (m->fd == -1) {
-		e = errno;
-		spool_msg_free(m);
-		errno = e;
-		return NULL;
-	}
+	m->cap = SPOOL_BUF;
+	/* the opener creates tmp/<mid> meanwhile; the bytes wait in the buffer */
+	pthread_mutex_lock(&sp->mu);
+	spool_opener_queue(sp, m);
+	pthread_mutex_unlock(&sp->mu);
 	if (spool_envelope_write(m, env) == -1) {
 		e = errno;
 		spool_msg_abort(m);
@@ -1226,17 +1692,20 @@ spool_msg_write(struct spool_msg *m, const void *buf, size_t len)
 	return 0;
 }
 
+/* the opener closes and removes the file (after its open, if that is still to come) */
 void
 spool_msg_abort(struct spool_msg *m)
 {
+	struct spool *sp;
+
 	if (m == NULL)
 		return;
-	if (m->fd != -1) {
-		close(m->fd);
-		m->fd = -1;
-	}
-	unlinkat(m->sp->tmpfd, m->name, 0);
-	spool_msg_free(m);
+	sp = m->sp;
+	pthread_mutex_lock(&sp->mu);
+	m->abandoned = true;
+	if (!m->opener_owned)
+		spool_opener_queue(sp, m);
+	pthread_mutex_unlock(&sp->mu);
 }
 
 void
@@ -1247,29 +1716,14 @@ spool_msg_commit(struct spool_msg *m, void (*done)(void *, int), void *arg)
 
 	m->done = done;
 	m->arg = arg;
+	m->seq = ++sp->seq;
 	if (sp->inflight++ == 0)
 		event_add(sp->done_ev, &keepalive);
-
-	if (spool_msg_flush(m) == -1) {
-		/*
-		 * the caller expects done() later, never from inside this call
-		 * (it may be in the middle of its own state change): queue the
-		 * failure for the loop's next turn
-		 */
-		close(m->fd);
-		m->fd = -1;
-		unlinkat(sp->tmpfd, m->name, 0);
-		free(m->buf);
-		m->buf = NULL;
-		pthread_mutex_lock(&sp->mu);
-		TAILQ_INSERT_TAIL(&sp->completed, m, entry);
-		pthread_mutex_unlock(&sp->mu);
-		event_active(sp->done_ev, EV_READ, 0);
-		return;
-	}
-	/* the buffer is not needed while the message waits for its sync */
-	free(m->buf);
-	m->buf = NULL;
+	/*
+	 * what is left in the buffer (all of a message up to 64 KiB) is written
+	 * by the committer's threads, with the fdatasync: the loop makes no
+	 * system call on the file here
+	 */
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_INSERT_TAIL(&sp->pending, m, entry);
 	pthread_cond_signal(&sp->cv);
@@ -1338,11 +1792,12 @@ spool_op_queue(struct spool *sp, struct spool_op *op)
 {
 	static const struct timeval keepalive = { 3600, 0 };
 
+	op->seq = ++sp->seq;
 	if (sp->inflight++ == 0)
 		event_add(sp->done_ev, &keepalive);
 	pthread_mutex_lock(&sp->mu);
 	TAILQ_INSERT_TAIL(&sp->ops_pending, op, entry);
-	pthread_cond_signal(&sp->cv);
+	pthread_cond_signal(&sp->state_cv);
 	pthread_mutex_unlock(&sp->mu);
 }
 

@@ -8,14 +8,19 @@
  *   queue/<mid> committed messages: an envelope, a blank line, the message
  *   state/<mid> what delivery made of a committed message's recipients (appended)
  *
- * A message is written to tmp/ while it arrives (page cache, from the event loop),
- * then handed to the committer thread, which syncs many messages at once (group
- * commit: fdatasync of each file, rename into queue/, one fsync of queue/) and
- * only then calls back on the event loop, where the session says 250. MIDs come
+ * A message's file tmp/<mid> is created by the opener thread while the event loop
+ * buffers the first octets; a message bigger than the buffer is written into it
+ * from the loop (page cache only) as it arrives. At the end the committer thread
+ * writes the rest and syncs many messages at once (group commit: the batch's
+ * files fdatasync'ed in parallel by the committer and its helper threads, each
+ * renamed into queue/, one fsync of queue/), and only then calls back on the
+ * event loop, where the session says 250. The loop never opens, syncs, renames
+ * or removes a file. MIDs come
  * from blocks reserved durably ahead of use, so they increase strictly and are
- * never reused across restarts or crashes. Delivery outcomes go the same way:
- * the scheduler appends lines to state/<mid> through the committer, which syncs
- * them (group commit again) before the callback that lets the outcome count.
+ * never reused across restarts or crashes. Delivery outcomes go a similar way:
+ * the scheduler appends lines to state/<mid> through the state thread, which
+ * syncs them (group commit again, beside the committer's rounds) before the
+ * callback that lets the outcome count.
  */
 #ifndef MAILGATE_SPOOL_H
 #define MAILGATE_SPOOL_H
@@ -83,8 +88,19 @@ struct spool_msg *spool_msg_begin(struct spool *, const struct spool_envelope *)
 /* append message bytes (buffered); -1 with errno set on failure, after which only abort is allowed */
 int spool_msg_write(struct spool_msg *, const void *buf, size_t len);
 
-/* drop a message that will not be committed: close and remove its file */
+/* drop a message that will not be committed: its file is closed and removed off the loop */
 void spool_msg_abort(struct spool_msg *);
+
+/*
+ * Blocking: wait until the opener has done everything asked of it so far (files
+ * created for begun messages, removed for aborted ones). For tests.
+ */
+void spool_settle(struct spool *);
+
+#ifdef MAILGATE_FAULT_HOOKS
+/* test builds: while held, the opener opens and removes nothing (spool_settle would wait) */
+void spool_test_hold_opener(struct spool *, bool hold);
+#endif
 
 /*
  * Hand the message to the committer. done(arg, 0) on the event loop once the
@@ -165,9 +181,9 @@ int spool_state_recover(struct spool *, uint64_t mid, size_t n_rcpts, struct spo
 
 /*
  * Append text (whole lines) to state/<mid> through the committer: written,
- * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, in the
- * same group commit as messages; a message commit handed over earlier is
- * durable no later than this. done(arg, 0) on the loop once it is durable,
+ * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, by the
+ * state thread, many at once; a message commit handed over earlier is durable
+ * no later than this (it waits for that message's batch). done(arg, 0) on the loop once it is durable,
  * done(arg, errno) if not (nothing of it is left in the file). Never from
  * inside this call. -1 with errno (ENOMEM) if it could not be queued.
  */

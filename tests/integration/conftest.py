@@ -431,6 +431,22 @@ class Server:
         except FileNotFoundError:
             return []
 
+    def tmp_settled(self, timeout=10):
+        """tmp/'s names once the files of aborted messages are gone: the server
+        removes them off its event loop (the spool's opener thread), just after
+        its reply, so a check right after the reply may still see one. [] unless
+        something stays."""
+        left = []
+
+        def empty():
+            left[:] = self.tmp_names()
+            return not left
+        try:
+            poll_until(empty, timeout, 0.05, "tmp/ to empty")
+        except AssertionError:
+            pass
+        return left
+
     def spool_file(self, mid):
         p = self.queue_dir / str(mid)
         assert p.exists(), "MID %s acknowledged but %s does not exist (queue holds %s)" % (

@@ -465,7 +465,7 @@ def test_command_timeout_inside_data(mailgate):
     c.expect_closed()
     s.assert_failed_logged(c, mark, count=1)
     s.wait_closed_logged(c, mark)
-    assert s.queue_mids() == [] and s.tmp_names() == []
+    assert s.queue_mids() == [] and s.tmp_settled() == []
 
 
 def test_max_connection_time(mailgate):

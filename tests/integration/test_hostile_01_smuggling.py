@@ -85,7 +85,7 @@ def test_class1_smuggling(srv, srv_accept, mode, fake, way):
             "stored %r, sent %r" % (sf.body, payload)
         if not has_bare(payload):
             assert sf.body == unstuff(payload)
-    assert s.tmp_names() == []
+    assert s.tmp_settled() == []
 
 
 def test_class1_zz_left_clean(srv, srv_accept):

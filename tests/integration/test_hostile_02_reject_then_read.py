@@ -43,7 +43,7 @@ def test_class2_rest_is_dropped(srv_small, limit, way):
     s.wait_closed_logged(c, mark)
     s.assert_failed_logged(c, mark, count=1)
     assert "hidden.example" not in s.log_since(mark)
-    assert s.queue_names() == before and s.tmp_names() == []
+    assert s.queue_names() == before and s.tmp_settled() == []
 
 
 def test_class2_zz_left_clean(srv_small):

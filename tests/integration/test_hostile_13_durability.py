@@ -187,7 +187,7 @@ def test_fault_hook_gives_451_then_recovers(mailgate, fault):
     assert s.queue_mids() == before, "a message answered 451 is in queue/"
     c.quit()
     s.wait_closed_logged(c, mark)
-    assert s.tmp_names() == [], "a failed message left %s in tmp/" % s.tmp_names()
+    assert s.tmp_settled() == [], "a failed message left %s in tmp/" % s.tmp_settled()
     os.unlink(s.spool / "fault")
     c = s.connect()
     c.ehlo()
@@ -296,5 +296,5 @@ def test_full_disk_tmpfs(tmpfs, mailgate):
     s.wait_closed_logged(c, mark)
     assert s.queue_mids() == [ok1, r.mid]
     assert s.spool_file(r.mid).body == body_for(3, 4 * MiB)
-    assert s.tmp_names() == []
+    assert s.tmp_settled() == []
     s.stop()                                    # before the tmpfs fixture unmounts

@@ -174,7 +174,7 @@ def test_text_in_same_write_as_data_is_sync_error(srv):
     srv.assert_failed_logged(c, mark)
     srv.wait_closed_logged(c, mark)
     assert srv.queue_names() == before
-    assert srv.tmp_names() == []
+    assert srv.tmp_settled() == []
     srv.assert_serving()
 
 

@@ -247,6 +247,7 @@ test_commit_round_trip(void **state)
 	t.mid = env.mid;
 	m = spool_msg_begin(f->sp, &env);
 	assert_non_null(m);
+	spool_settle(f->sp);			/* the opener creates the file */
 	assert_true(exists(f->dir, "tmp", env.mid));
 	/* uneven pieces across the 64 KiB buffer's edges */
 	for (size_t step = 1; off < len; step = step * 3 + 1) {
@@ -391,8 +392,10 @@ test_abort_removes_file(void **state)
 	m = spool_msg_begin(f->sp, &env);
 	assert_non_null(m);
 	assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+	spool_settle(f->sp);
 	assert_true(exists(f->dir, "tmp", env.mid));
 	spool_msg_abort(m);
+	spool_settle(f->sp);			/* the opener removes it */
 	assert_int_equal(count_files(f->dir, "tmp"), 0);
 	assert_int_equal(count_files(f->dir, "queue"), 0);
 	assert_int_equal(spool_count(f->sp), 0);
@@ -425,6 +428,72 @@ test_forget_suppresses_callback(void **state)
 	/* the commit itself went ahead */
 	assert_true(exists(f->dir, "queue", e1.mid));
 	assert_true(exists(f->dir, "queue", e2.mid));
+}
+
+/*
+ * State appends and removals share the committer's rounds with messages: an
+ * append handed over after a message is durable no earlier than the message
+ * (its callback comes later), two appends to one file keep their order, and a
+ * removal takes the message and then its state file.
+ */
+static void
+test_ops_follow_messages(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag tm = { &rec, 0 }, ta1 = { &rec, 0 }, ta2 = { &rec, 0 }, tb = { &rec, 0 },
+	    tr = { &rec, 0 };
+	struct spool_envelope ea, eb;
+	struct spool_state st;
+	struct spool_msg *m;
+	char line1[128], line2[128], err[256];
+	int n1, n2;
+
+	f->sp = open_spool(f);
+	ea = envelope(spool_next_mid(f->sp));
+	eb = envelope(spool_next_mid(f->sp));
+	tm.mid = ea.mid;
+	tb.mid = eb.mid;
+	ta1.mid = ta2.mid = tr.mid = 1000000 + ea.mid;	/* told apart from the messages */
+	m = spool_msg_begin(f->sp, &ea);
+	assert_non_null(m);
+	spool_msg_commit(m, on_done, &tm);
+	n1 = spool_state_format(line1, sizeof(line1), 0, SPOOL_RCPT_DEFERRED, 1795900200, 1,
+	    "451 4.7.1 first");
+	n2 = spool_state_format(line2, sizeof(line2), 0, SPOOL_RCPT_DEFERRED, 1795900800, 2,
+	    "451 4.7.1 second");
+	assert_true(n1 > 0 && n2 > 0);
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line1, (size_t)n1, on_done, &ta1), 0);
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line2, (size_t)n2, on_done, &ta2), 0);
+	m = spool_msg_begin(f->sp, &eb);
+	assert_non_null(m);
+	spool_msg_commit(m, on_done, &tb);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(rec.errs[i], 0);
+	/* the message first, then its appends, in order */
+	assert_int_equal(rec.order[0], ea.mid);
+	for (int i = 1; i < 4; i++)
+		if (rec.order[i] != eb.mid)
+			assert_int_equal(rec.order[i], ta1.mid);
+	assert_int_equal(spool_state_read(f->dir, ea.mid, 2, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.rcpts[0].state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(st.rcpts[0].attempts, 2);		/* the last line wins */
+	assert_string_equal(st.rcpts[0].reason, "451 4.7.1 second");
+	assert_int_equal(st.bad_lines, 0);
+	spool_state_free(&st);
+	assert_true(exists(f->dir, "state", ea.mid));
+	assert_int_equal(spool_count(f->sp), 2);
+
+	assert_int_equal(spool_remove(f->sp, ea.mid, 0, on_done, &tr), 0);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 5);
+	assert_int_equal(rec.errs[4], 0);
+	assert_false(exists(f->dir, "queue", ea.mid));
+	assert_false(exists(f->dir, "state", ea.mid));
+	assert_true(exists(f->dir, "queue", eb.mid));
+	assert_int_equal(spool_count(f->sp), 1);
 }
 
 /* commits in flight at close are finished, their callbacks dropped */
@@ -683,6 +752,7 @@ test_fault_eio_on_write(void **state)
 	assert_int_equal(spool_msg_write(m, "x", 1), -1);
 	assert_int_equal(errno, EIO);
 	spool_msg_abort(m);
+	spool_settle(f->sp);
 	assert_int_equal(count_files(f->dir, "tmp"), 0);
 }
 
@@ -712,6 +782,173 @@ test_fault_sync_eio(void **state)
 	assert_int_equal(count_files(f->dir, "queue"), 0);
 	assert_int_equal(spool_count(f->sp), 0);
 }
+
+/* ---- the opener: the loop never waits for a file ---- */
+
+static char *
+pattern(size_t len)
+{
+	char *p = malloc(len);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (char)(i * 13 + i / 509);
+	return p;
+}
+
+/* the file is not open yet: the bytes wait in memory, then all reach the file */
+static void
+test_open_late_buffer_grows(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_entry e;
+	struct spool_envelope env;
+	struct spool_msg *m;
+	size_t len = 1024 * 1024 + 99;
+	char *msg = pattern(len), *got, path[256], err[256];
+	FILE *fp;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, msg, len / 2), 0);
+	assert_false(exists(f->dir, "tmp", env.mid));	/* nothing opened, nothing failed */
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_true(exists(f->dir, "tmp", env.mid));
+	/* the next full buffer goes to the file, from where the first half left off */
+	assert_int_equal(spool_msg_write(m, msg + len / 2, len - len / 2), 0);
+	spool_msg_commit(m, on_done, &t);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, 0);
+
+	snprintf(path, sizeof(path), "%s/queue/%" PRIu64, f->dir, env.mid);
+	assert_int_equal(spool_entry_read(path, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.size, len);
+	got = malloc(len);
+	assert_non_null(got);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, e.data_offset, SEEK_SET), 0);
+	assert_int_equal(fread(got, 1, len, fp), len);
+	fclose(fp);
+	assert_memory_equal(got, msg, len);
+	free(got);
+	free(msg);
+	spool_entry_free(&e);
+}
+
+/* committed before its file exists: the committer waits for the opener, not the loop */
+static void
+test_commit_before_open(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_envelope env;
+	struct spool_msg *m;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "Subject: early\r\n\r\nx\r\n", 21), 0);
+	spool_msg_commit(m, on_done, &t);
+	spool_test_hold_opener(f->sp, false);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, 0);
+	assert_true(exists(f->dir, "queue", env.mid));
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+}
+
+/* past SPOOL_MEM_MAX with the file still not open: EAGAIN (a 451), nothing left behind */
+static void
+test_open_late_cap(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_msg *m;
+	size_t len = 5 * 1024 * 1024;
+	char *msg = pattern(len);
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	errno = 0;
+	assert_int_equal(spool_msg_write(m, msg, len), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(spool_msg_write(m, "x", 1), -1);	/* sticky */
+	spool_msg_abort(m);
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+	free(msg);
+}
+
+/* aborted before the opener got to it: no file is ever made */
+static void
+test_abort_before_open(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_msg *m;
+
+	f->sp = open_spool(f);
+	spool_test_hold_opener(f->sp, true);
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	spool_msg_abort(m);
+	spool_test_hold_opener(f->sp, false);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+	/* and the spool goes on */
+	env = envelope(spool_next_mid(f->sp));
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	spool_msg_abort(m);
+	spool_settle(f->sp);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+}
+
+/* the open fails (here: the name is taken): done() gets its errno, and the file that was there stays */
+static void
+test_open_fails(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_envelope env;
+	struct spool_msg *m;
+	char name[64];
+
+	f->sp = open_spool(f);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	snprintf(name, sizeof(name), "tmp/%" PRIu64, env.mid);
+	write_file(f->dir, name, "not ours");
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+	spool_msg_commit(m, on_done, &t);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, EEXIST);
+	assert_true(exists(f->dir, "tmp", env.mid));
+	assert_false(exists(f->dir, "queue", env.mid));
+	assert_int_equal(spool_count(f->sp), 0);
+}
 #endif
 
 int
@@ -725,6 +962,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_many_commits_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_removes_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_suppresses_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ops_follow_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_finishes_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_cleans_tmp_and_counts_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envelope_refuses_line_breaks, setup, teardown),
@@ -734,6 +972,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fault_enospc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_eio_on_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_sync_eio, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_late_buffer_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_before_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_late_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_before_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_fails, setup, teardown),
 #endif
 	};
 	int r;
