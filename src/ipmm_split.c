@@ -32,7 +32,7 @@
 #include "spool.h"
 #include "util.h"
 
-#define SPLIT_WINDOW		64		/* MIDs in the pool plus messages not yet recorded */
+#define SPLIT_WINDOW		256		/* MIDs in the pool plus messages not yet recorded */
 #define SPLIT_RETRY_SECS	30		/* a job whose split failed (a full disk) is tried again */
 
 struct split_job {
@@ -47,12 +47,17 @@ struct split_job {
 	bool failed, permanent;
 	char why[256];
 	struct event *ev_retry;
+	char *rec;				/* progress lines not yet handed to the spool */
+	size_t rec_len, rec_cap;
+	TAILQ_HEAD(, split_item) rec_items;	/* the messages those lines are about */
+	bool rec_scheduled;
 };
 
 enum item_kind { ITEM_MSG, ITEM_END };
 
 struct split_item {
 	TAILQ_ENTRY(split_item) entry;
+	TAILQ_ENTRY(split_item) rec;		/* in a job's or a record's list */
 	enum item_kind kind;
 	struct split_job *job;
 	uint64_t rid, mid;
@@ -64,6 +69,13 @@ struct split_item {
 
 TAILQ_HEAD(split_jobq, split_job);
 TAILQ_HEAD(split_itemq, split_item);
+
+/* one append of progress lines, for many messages of one job */
+struct split_record {
+	TAILQ_ENTRY(split_record) entry;	/* in flight (loop) */
+	struct split_job *job;
+	struct split_itemq items;
+};
 
 struct ipmm_commit {
 	TAILQ_ENTRY(ipmm_commit) entry;
@@ -80,11 +92,13 @@ struct ipmm_split {
 	char *hostname;
 	struct event *ev_done;			/* the worker left items */
 	struct event *ev_refill;		/* no MID was free: try again shortly */
+	struct event *ev_record;		/* progress lines wait: append them */
 
 	/* loop only */
 	struct split_jobq all;
 	struct split_itemq busy;		/* items being committed or recorded */
 	TAILQ_HEAD(, ipmm_commit) commits;
+	TAILQ_HEAD(, split_record) records;	/* appends in flight */
 	unsigned inflight;			/* MIDs handed out, not yet recorded or burnt */
 	unsigned active;			/* jobs not finished */
 
@@ -302,6 +316,7 @@ split_job_free(struct split_job *job)
 	TAILQ_REMOVE(&job->sp->all, job, all);
 	if (job->ev_retry != NULL)
 		event_free(job->ev_retry);
+	free(job->rec);
 	free(job);
 }
 
@@ -336,6 +351,7 @@ split_job_new(struct ipmm_split *sp, uint64_t mid)
 
 	if ((job = calloc(1, sizeof(*job))) == NULL)
 		return NULL;
+	TAILQ_INIT(&job->rec_items);
 	job->sp = sp;
 	job->mid = mid;
 	if ((job->ev_retry = evtimer_new(sp->base, split_retry_cb, job)) == NULL) {
@@ -412,14 +428,64 @@ split_item_gone(struct ipmm_split *sp, struct split_item *it)
 	split_refill(sp);
 }
 
+/* the lines of one append are durable (or not): their messages count as split */
 static void
 split_recorded(void *arg, int err)
 {
-	struct split_item *it = arg;
+	struct split_record *rec = arg;
+	struct split_item *it;
 
+	TAILQ_REMOVE(&rec->job->sp->records, rec, entry);
 	if (err != 0)
-		split_fail(it->job, strerror(err));
-	split_item_gone(it->job->sp, it);
+		split_fail(rec->job, strerror(err));
+	/* the job stays while it has outstanding messages: settle runs after the last */
+	while ((it = TAILQ_FIRST(&rec->items)) != NULL) {
+		TAILQ_REMOVE(&rec->items, it, rec);
+		split_item_gone(rec->job->sp, it);
+	}
+	free(rec);
+}
+
+/*
+ * Once per loop turn: every job's waiting lines in one append, so a batch of
+ * split messages costs one fdatasync of the job's state file, not one each.
+ */
+static void
+split_record_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipmm_split *sp = arg;
+	struct split_job *job, *next;
+
+	(void)fd;
+	(void)what;
+	for (job = TAILQ_FIRST(&sp->all); job != NULL; job = next) {
+		struct split_record *rec;
+		struct split_item *it;
+
+		next = TAILQ_NEXT(job, all);
+		if (!job->rec_scheduled)
+			continue;
+		job->rec_scheduled = false;
+		if ((rec = calloc(1, sizeof(*rec))) != NULL) {
+			rec->job = job;
+			TAILQ_INIT(&rec->items);
+			TAILQ_CONCAT(&rec->items, &job->rec_items, rec);
+			if (spool_state_append(sp->spool, job->mid, job->rec, job->rec_len,
+			    split_recorded, rec) == 0) {
+				TAILQ_INSERT_TAIL(&sp->records, rec, entry);
+				job->rec_len = 0;
+				continue;
+			}
+			TAILQ_CONCAT(&job->rec_items, &rec->items, rec);
+			free(rec);
+		}
+		job->rec_len = 0;
+		split_fail(job, "cannot record the split");
+		while ((it = TAILQ_FIRST(&job->rec_items)) != NULL) {
+			TAILQ_REMOVE(&job->rec_items, it, rec);
+			split_item_gone(sp, it);
+		}
+	}
 }
 
 static void
@@ -444,10 +510,27 @@ split_committed(void *arg, int err)
 	snprintf(reason, sizeof(reason), "250 2.0.0 split into MID %" PRIu64, it->mid);
 	n = spool_state_format(line, sizeof(line), (uint32_t)it->rid, SPOOL_RCPT_DELIVERED,
 	    time(NULL), 1, reason);
-	if (n < 0 || spool_state_append(sp->spool, job->mid, line, (size_t)n, split_recorded,
-	    it) == -1) {
+	if (n > 0 && job->rec_len + (size_t)n > job->rec_cap) {
+		size_t cap = (job->rec_len + (size_t)n) * 2;
+		char *g = realloc(job->rec, cap);
+		if (g == NULL)
+			n = -1;
+		else {
+			job->rec = g;
+			job->rec_cap = cap;
+		}
+	}
+	if (n < 0) {
 		split_fail(job, "cannot record the split");
 		split_item_gone(sp, it);
+		return;
+	}
+	memcpy(job->rec + job->rec_len, line, (size_t)n);
+	job->rec_len += (size_t)n;
+	TAILQ_INSERT_TAIL(&job->rec_items, it, rec);
+	if (!job->rec_scheduled) {
+		job->rec_scheduled = true;
+		event_active(sp->ev_record, EV_READ, 0);
 	}
 }
 
@@ -618,13 +701,15 @@ ipmm_split_new(struct event_base *base, struct spool *spool, const char *spooldi
 	TAILQ_INIT(&sp->all);
 	TAILQ_INIT(&sp->busy);
 	TAILQ_INIT(&sp->commits);
+	TAILQ_INIT(&sp->records);
 	TAILQ_INIT(&sp->queue);
 	TAILQ_INIT(&sp->done);
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
 	if ((sp->dir = strdup(spooldir)) == NULL || (sp->hostname = strdup(hostname)) == NULL ||
 	    (sp->ev_done = event_new(base, -1, 0, split_done_cb, sp)) == NULL ||
-	    (sp->ev_refill = evtimer_new(base, split_refill_cb, sp)) == NULL) {
+	    (sp->ev_refill = evtimer_new(base, split_refill_cb, sp)) == NULL ||
+	    (sp->ev_record = event_new(base, -1, 0, split_record_cb, sp)) == NULL) {
 		snprintf(err, errlen, "mail merge: out of memory");
 		ipmm_split_free(sp);
 		return NULL;
@@ -667,6 +752,11 @@ ipmm_split_free(struct ipmm_split *sp)
 			spool_msg_abort(it->msg);
 		free(it);
 	}
+	struct split_record *rec;
+	while ((rec = TAILQ_FIRST(&sp->records)) != NULL) {
+		TAILQ_REMOVE(&sp->records, rec, entry);
+		free(rec);
+	}
 	while ((c = TAILQ_FIRST(&sp->commits)) != NULL) {
 		TAILQ_REMOVE(&sp->commits, c, entry);
 		free(c);
@@ -677,6 +767,8 @@ ipmm_split_free(struct ipmm_split *sp)
 		event_free(sp->ev_done);
 	if (sp->ev_refill != NULL)
 		event_free(sp->ev_refill);
+	if (sp->ev_record != NULL)
+		event_free(sp->ev_record);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
 	free(sp->dir);
