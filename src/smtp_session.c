@@ -458,6 +458,9 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmdline *cl)
 
 /* ---------------------------------------------------------------- the loop */
 
+static void session_command(struct smtp_session *, const struct smtp_cmd *,
+    const struct smtp_cmdline *, const char *, size_t);
+
 static void
 session_line(struct smtp_session *s, const char *line, size_t len)
 {
@@ -485,6 +488,22 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 		session_reply(s, RPL_NOT_RECOGNIZED, NULL, esc);
 		return;
 	}
+	/* XLSMTP-ACKRCPT OFF: a merge's RCPTs are logged, never answered, whatever fails */
+	bool merge_rcpt = cmd->handler == smtp_tx_rcpt && s->tx != NULL && s->tx->mm != NULL;
+	s->mute = merge_rcpt && s->ackrcpt_off;
+	session_command(s, cmd, &cl, line, len);
+	s->mute = false;
+	if (merge_rcpt)
+		smtp_ipmm_rcpt_done(s);
+}
+
+/* the checks every command shares, then its handler */
+static void
+session_command(struct smtp_session *s, const struct smtp_cmd *cmd,
+    const struct smtp_cmdline *cl_, const char *line, size_t len)
+{
+	const struct smtp_cmdline cl = *cl_;
+
 	if (s->drain_requested) {
 		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
 		    "listener suspended or server stopping");
@@ -511,13 +530,7 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 		session_reply(s, RPL_STARTTLS_FIRST, NULL, NULL);
 		return;
 	}
-	/* XLSMTP-ACKRCPT OFF: a merge's RCPTs are logged, never answered */
-	bool merge_rcpt = cmd->handler == smtp_tx_rcpt && s->tx != NULL && s->tx->mm != NULL;
-	s->mute = merge_rcpt && s->ackrcpt_off;
 	cmd->handler(s, &cl);
-	s->mute = false;
-	if (merge_rcpt)
-		smtp_ipmm_rcpt_done(s);
 }
 
 /* after a message, accepted or not: the checks that wait for the end of data */
