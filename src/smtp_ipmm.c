@@ -120,6 +120,11 @@ smtp_ipmm_xmrg(struct smtp_session *s, const struct smtp_cmdline *cl)
 	struct spool_envelope env;
 	struct smtp_tx *tx;
 
+	/* a server without the splitter (a test harness) could not finish the job */
+	if (s->srv->ipmm == NULL) {
+		session_reply(s, RPL_SERVER_ERROR, NULL, "mail merge splitter not running");
+		return;
+	}
 	if (!smtp_tx_begin(s, cl, true))
 		return;
 	tx = s->tx;
