@@ -242,15 +242,25 @@ smtp_ipmm_xdfn(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, map[r], NULL, esc);
 		goto out;
 	}
+	/* a line is taken whole or not at all */
+	size_t need = mm->pend_len;
+	for (size_t i = 0; i < n; i++)
+		need += vars[i].key_len + vars[i].val_len + 2;
+	if (need > PENDING_MAX) {
+		session_reply(s, RPL_XDFN_SYNTAX, NULL, "variables for one recipient past 64 KiB");
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!pend_add(mm, &vars[i])) {
-			session_reply(s, RPL_XDFN_SYNTAX, NULL, "variables for one recipient past 64 KiB");
+			smtp_tx_abort(s, "Receiving aborted: out of memory");
+			session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
 			goto out;
 		}
 		if (ipmm_is_parts_name(vars[i].key, vars[i].key_len)) {
 			/* the last *PARTS wins, as the assembly reads it */
 			uint32_t *p = realloc(mm->pend_parts, (vars[i].val_len / 2 + 1) * sizeof(*p));
 			if (p == NULL) {
+				smtp_tx_abort(s, "Receiving aborted: out of memory");
 				session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
 				goto out;
 			}
@@ -288,8 +298,10 @@ smtp_ipmm_bind(struct smtp_session *s, const char *addr)
 	int n;
 
 	n = snprintf(head, sizeof(head), "rcpt %zu %zu <%s>\n", tx->n_rcpts, mm->pend_n, addr);
-	if (n < 0 || (size_t)n >= sizeof(head))
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		session_reply(s, RPL_SYNTAX, addr, "address too long for the job");
 		return false;
+	}
 	if (job_write(s, head, (size_t)n) == -1 || job_write(s, mm->pend, mm->pend_len) == -1)
 		return false;
 	for (size_t i = 0; i < mm->pend_n_parts; i++)

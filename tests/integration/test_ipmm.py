@@ -382,6 +382,20 @@ def test_xdfn_line_4096_accepted_4097_refused(mm):
     c.quit()
 
 
+def test_xdfn_one_recipient_64k(mm):
+    c = mm.connect()
+    merge_start(c, rcpts=[])
+    for i in range(16):
+        c.cmd("XDFN v%02d=%s" % (i, "x" * 4000), 250, "OK")
+    mark = mm.log_mark()
+    c.cmd("XDFN v16=%s" % ("x" * 4000), 504, "Invalid XDFN syntax")
+    mm.assert_failed_logged(c, mark, count=1)
+    c.cmd("RCPT TO:<a@local.example>", 250)
+    # the next recipient starts empty
+    c.cmd("XDFN v16=%s" % ("x" * 4000), 250, "OK")
+    c.quit()
+
+
 @pytest.mark.parametrize("arg,code,text", [
     ("", 504, "Invalid part number"),
     ("0", 504, "Invalid part number"),
