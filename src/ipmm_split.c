@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -32,8 +33,17 @@
 #include "spool.h"
 #include "util.h"
 
-#define SPLIT_WINDOW		256		/* MIDs in the pool plus messages not yet recorded */
+#define SPLIT_WINDOW		128		/* MIDs in the pool plus messages not yet recorded */
+/* the reason of an intent line: "rid N deferred <when> 0 000 4.0.0 splitting into MID M" */
+#define SPLIT_INTENT		"000 4.0.0 splitting into MID "
 #define SPLIT_RETRY_SECS	30		/* a job whose split failed (a full disk) is tried again */
+
+/* state lines not yet handed to the spool, and the messages they are about */
+struct split_lines {
+	char *buf;
+	size_t len, cap;
+	TAILQ_HEAD(split_itemq, split_item) items;
+};
 
 struct split_job {
 	TAILQ_ENTRY(split_job) entry;		/* the worker's queue (mu) */
@@ -47,10 +57,9 @@ struct split_job {
 	bool failed, permanent;
 	char why[256];
 	struct event *ev_retry;
-	char *rec;				/* progress lines not yet handed to the spool */
-	size_t rec_len, rec_cap;
-	TAILQ_HEAD(, split_item) rec_items;	/* the messages those lines are about */
-	bool rec_scheduled;
+	struct split_lines intent;		/* "splitting RID into MID", before the commit */
+	struct split_lines done;		/* "split into MID", after it */
+	bool rec_scheduled;			/* lines wait for split_record_cb */
 };
 
 enum item_kind { ITEM_MSG, ITEM_END };
@@ -63,16 +72,17 @@ struct split_item {
 	uint64_t rid, mid;
 	struct spool_msg *msg;			/* NULL: building it failed */
 	uint64_t size;				/* ITEM_END */
+	uint64_t n_done, n_made;		/* ITEM_END: RIDs found split before, made before */
 	bool failed, permanent;
 	char why[256];
 };
 
 TAILQ_HEAD(split_jobq, split_job);
-TAILQ_HEAD(split_itemq, split_item);
 
 /* one append of progress lines, for many messages of one job */
 struct split_record {
 	TAILQ_ENTRY(split_record) entry;	/* in flight (loop) */
+	bool intent;				/* intent lines, else done lines */
 	struct split_job *job;
 	struct split_itemq items;
 };
@@ -213,6 +223,29 @@ split_build(struct ipmm_split *sp, const struct spool_entry *e, const struct ipm
 	return m;
 }
 
+/*
+ * An intent line whose message is in queue/: it was committed before a crash
+ * and not yet delivered (a delivered one was removed only after its done line
+ * was durable: the done line is queued before the delivery's own lines).
+ */
+static bool
+split_made(struct ipmm_split *sp, const struct spool_rcpt_status *rs)
+{
+	char path[4096];
+	uint64_t mid;
+	char *end;
+
+	if (rs->state != SPOOL_RCPT_DEFERRED || rs->reason == NULL ||
+	    strncmp(rs->reason, SPLIT_INTENT, strlen(SPLIT_INTENT)) != 0)
+		return false;
+	errno = 0;
+	mid = strtoull(rs->reason + strlen(SPLIT_INTENT), &end, 10);
+	if (errno != 0 || mid == 0 || *end != '\0')
+		return false;
+	snprintf(path, sizeof(path), "%s/queue/%" PRIu64, sp->dir, mid);
+	return access(path, F_OK) == 0;
+}
+
 static void
 split_run(struct ipmm_split *sp, struct split_job *job)
 {
@@ -251,8 +284,14 @@ split_run(struct ipmm_split *sp, struct split_job *job)
 		struct split_item *it;
 		enum spool_rcpt_state rs = st.rcpts[r.rid].state;
 
-		if (rs == SPOOL_RCPT_DELIVERED || rs == SPOOL_RCPT_BOUNCED)
-			continue;		/* split before a restart */
+		if (rs == SPOOL_RCPT_DELIVERED || rs == SPOOL_RCPT_BOUNCED) {
+			end->n_done++;		/* split before a restart */
+			continue;
+		}
+		if (split_made(sp, &st.rcpts[r.rid])) {
+			end->n_made++;		/* committed, its done line lost in a crash */
+			continue;
+		}
 		if ((it = calloc(1, sizeof(*it))) == NULL) {
 			snprintf(err, sizeof(err), "out of memory");
 			got = -2;
@@ -316,7 +355,8 @@ split_job_free(struct split_job *job)
 	TAILQ_REMOVE(&job->sp->all, job, all);
 	if (job->ev_retry != NULL)
 		event_free(job->ev_retry);
-	free(job->rec);
+	free(job->intent.buf);
+	free(job->done.buf);
 	free(job);
 }
 
@@ -351,7 +391,8 @@ split_job_new(struct ipmm_split *sp, uint64_t mid)
 
 	if ((job = calloc(1, sizeof(*job))) == NULL)
 		return NULL;
-	TAILQ_INIT(&job->rec_items);
+	TAILQ_INIT(&job->intent.items);
+	TAILQ_INIT(&job->done.items);
 	job->sp = sp;
 	job->mid = mid;
 	if ((job->ev_retry = evtimer_new(sp->base, split_retry_cb, job)) == NULL) {
@@ -428,27 +469,112 @@ split_item_gone(struct ipmm_split *sp, struct split_item *it)
 	split_refill(sp);
 }
 
-/* the lines of one append are durable (or not): their messages count as split */
+static void split_committed(void *, int);
+
+/* a state line about one message into a job's batch of lines; -1 if no memory */
+static int
+split_line(struct split_job *job, struct split_lines *l, struct split_item *it,
+    enum spool_rcpt_state st, unsigned attempts, const char *reason)
+{
+	char line[160];
+	int n;
+
+	n = spool_state_format(line, sizeof(line), (uint32_t)it->rid, st, time(NULL), attempts,
+	    reason);
+	if (n < 0)
+		return -1;
+	if (l->len + (size_t)n > l->cap) {
+		size_t cap = (l->len + (size_t)n) * 2;
+		char *g = realloc(l->buf, cap);
+		if (g == NULL)
+			return -1;
+		l->buf = g;
+		l->cap = cap;
+	}
+	memcpy(l->buf + l->len, line, (size_t)n);
+	l->len += (size_t)n;
+	TAILQ_INSERT_TAIL(&l->items, it, rec);
+	if (!job->rec_scheduled) {
+		job->rec_scheduled = true;
+		event_active(job->sp->ev_record, EV_READ, 0);
+	}
+	return 0;
+}
+
+/* the message can no longer become part of the job's progress */
+static void
+split_drop(struct ipmm_split *sp, struct split_item *it)
+{
+	if (it->msg != NULL) {
+		spool_msg_abort(it->msg);
+		it->msg = NULL;
+	}
+	split_item_gone(sp, it);
+}
+
+/*
+ * The lines of one append are durable (or not). Intent lines ("this RID is
+ * being split into this MID"): now the messages may be committed. Done lines:
+ * their messages count as split.
+ */
 static void
 split_recorded(void *arg, int err)
 {
 	struct split_record *rec = arg;
+	struct split_job *job = rec->job;
+	struct ipmm_split *sp = job->sp;
 	struct split_item *it;
 
-	TAILQ_REMOVE(&rec->job->sp->records, rec, entry);
+	TAILQ_REMOVE(&sp->records, rec, entry);
 	if (err != 0)
-		split_fail(rec->job, strerror(err));
+		split_fail(job, strerror(err));
 	/* the job stays while it has outstanding messages: settle runs after the last */
 	while ((it = TAILQ_FIRST(&rec->items)) != NULL) {
 		TAILQ_REMOVE(&rec->items, it, rec);
-		split_item_gone(rec->job->sp, it);
+		if (rec->intent && err == 0) {
+			spool_msg_commit(it->msg, split_committed, it);
+			it->msg = NULL;
+		} else
+			split_drop(sp, it);
 	}
 	free(rec);
 }
 
+/* one append of a job's waiting lines; false (the items dropped) if it cannot be queued */
+static void
+split_flush(struct split_job *job, struct split_lines *l, bool intent)
+{
+	struct ipmm_split *sp = job->sp;
+	struct split_record *rec;
+	struct split_item *it;
+
+	if (l->len == 0)
+		return;
+	if ((rec = calloc(1, sizeof(*rec))) != NULL) {
+		rec->job = job;
+		rec->intent = intent;
+		TAILQ_INIT(&rec->items);
+		TAILQ_CONCAT(&rec->items, &l->items, rec);
+		if (spool_state_append(sp->spool, job->mid, l->buf, l->len, split_recorded,
+		    rec) == 0) {
+			TAILQ_INSERT_TAIL(&sp->records, rec, entry);
+			l->len = 0;
+			return;
+		}
+		TAILQ_CONCAT(&l->items, &rec->items, rec);
+		free(rec);
+	}
+	l->len = 0;
+	split_fail(job, "cannot record the split");
+	while ((it = TAILQ_FIRST(&l->items)) != NULL) {
+		TAILQ_REMOVE(&l->items, it, rec);
+		split_drop(sp, it);
+	}
+}
+
 /*
- * Once per loop turn: every job's waiting lines in one append, so a batch of
- * split messages costs one fdatasync of the job's state file, not one each.
+ * Once per loop turn: every job's waiting lines in one append each, so a batch
+ * of split messages costs two fdatasyncs of the job's state file, not two each.
  */
 static void
 split_record_cb(evutil_socket_t fd, short what, void *arg)
@@ -459,32 +585,13 @@ split_record_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	for (job = TAILQ_FIRST(&sp->all); job != NULL; job = next) {
-		struct split_record *rec;
-		struct split_item *it;
-
 		next = TAILQ_NEXT(job, all);
 		if (!job->rec_scheduled)
 			continue;
 		job->rec_scheduled = false;
-		if ((rec = calloc(1, sizeof(*rec))) != NULL) {
-			rec->job = job;
-			TAILQ_INIT(&rec->items);
-			TAILQ_CONCAT(&rec->items, &job->rec_items, rec);
-			if (spool_state_append(sp->spool, job->mid, job->rec, job->rec_len,
-			    split_recorded, rec) == 0) {
-				TAILQ_INSERT_TAIL(&sp->records, rec, entry);
-				job->rec_len = 0;
-				continue;
-			}
-			TAILQ_CONCAT(&job->rec_items, &rec->items, rec);
-			free(rec);
-		}
-		job->rec_len = 0;
-		split_fail(job, "cannot record the split");
-		while ((it = TAILQ_FIRST(&job->rec_items)) != NULL) {
-			TAILQ_REMOVE(&job->rec_items, it, rec);
-			split_item_gone(sp, it);
-		}
+		/* the job is not freed here: its items are outstanding until dropped last */
+		split_flush(job, &job->done, false);
+		split_flush(job, &job->intent, true);
 	}
 }
 
@@ -495,8 +602,7 @@ split_committed(void *arg, int err)
 	struct split_job *job = it->job;
 	struct ipmm_split *sp = job->sp;
 	struct log_ids ids = { .mid = it->mid, .rid = -1 };
-	char line[128], reason[64];
-	int n;
+	char reason[64];
 
 	if (err != 0) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " split from MID %" PRIu64 " not "
@@ -508,29 +614,9 @@ split_committed(void *arg, int err)
 	maillog(LOG_INFO, &ids, "MID %" PRIu64 " was split creating MID %" PRIu64, job->mid,
 	    it->mid);
 	snprintf(reason, sizeof(reason), "250 2.0.0 split into MID %" PRIu64, it->mid);
-	n = spool_state_format(line, sizeof(line), (uint32_t)it->rid, SPOOL_RCPT_DELIVERED,
-	    time(NULL), 1, reason);
-	if (n > 0 && job->rec_len + (size_t)n > job->rec_cap) {
-		size_t cap = (job->rec_len + (size_t)n) * 2;
-		char *g = realloc(job->rec, cap);
-		if (g == NULL)
-			n = -1;
-		else {
-			job->rec = g;
-			job->rec_cap = cap;
-		}
-	}
-	if (n < 0) {
+	if (split_line(job, &job->done, it, SPOOL_RCPT_DELIVERED, 1, reason) == -1) {
 		split_fail(job, "cannot record the split");
 		split_item_gone(sp, it);
-		return;
-	}
-	memcpy(job->rec + job->rec_len, line, (size_t)n);
-	job->rec_len += (size_t)n;
-	TAILQ_INSERT_TAIL(&job->rec_items, it, rec);
-	if (!job->rec_scheduled) {
-		job->rec_scheduled = true;
-		event_active(sp->ev_record, EV_READ, 0);
 	}
 }
 
@@ -552,6 +638,12 @@ split_done_cb(evutil_socket_t fd, short what, void *arg)
 
 		TAILQ_REMOVE(&q, it, entry);
 		if (it->kind == ITEM_END) {
+			if (it->n_done > 0 || it->n_made > 0) {
+				struct log_ids ids = { .mid = job->mid, .rid = -1 };
+				maillog(LOG_INFO, &ids, "MID %" PRIu64 " mail merge split resumed: %"
+				    PRIu64 " recipients split before, %" PRIu64 " more whose message "
+				    "was already in the queue", job->mid, it->n_done, it->n_made);
+			}
 			job->worker_done = true;
 			job->size = it->size;
 			if (it->failed) {
@@ -572,8 +664,13 @@ split_done_cb(evutil_socket_t fd, short what, void *arg)
 			split_item_gone(sp, it);
 			continue;
 		}
-		spool_msg_commit(it->msg, split_committed, it);
-		it->msg = NULL;
+		/* the intent first: after a crash, queue/<MID> tells whether it was made */
+		char reason[64];
+		snprintf(reason, sizeof(reason), SPLIT_INTENT "%" PRIu64, it->mid);
+		if (split_line(job, &job->intent, it, SPOOL_RCPT_DEFERRED, 0, reason) == -1) {
+			split_fail(job, "cannot record the split");
+			split_drop(sp, it);
+		}
 	}
 	split_refill(sp);
 }

@@ -5,12 +5,15 @@
  * spooled like any other and so delivered by the scheduler. The assembly runs
  * on one worker thread, streaming (ipmm_assemble.h); the loop hands it MIDs
  * and commits what it built, at most a window of messages at a time, so memory
- * does not grow with the job. Progress is durable: once a split message is
- * committed, "rid N delivered ... split into MID M" is appended to the job's
- * state file, and a job is removed only when every recipient has such a line.
- * After a crash the job is replayed at start and splitting resumes with the
- * recipients that have none (a message committed just before the crash, whose
- * line was not yet durable, is made again: a duplicate, never a loss).
+ * does not grow with the job. Progress is durable and the split happens once
+ * per recipient: before a message is committed, "rid N deferred ... splitting
+ * into MID M" (the intent) is made durable in the job's state file; once it is
+ * committed, "rid N delivered ... split into MID M". The job is removed when a
+ * run has found every recipient split. After a crash the job is replayed at
+ * start: a recipient with a done line is skipped, and one with only an intent
+ * is skipped if queue/<M> exists (its message was committed; had it been
+ * delivered and removed, its done line would be durable: that append is
+ * queued before the delivery's own) and made again with a new MID if not.
  */
 #ifndef MAILGATE_IPMM_SPLIT_H
 #define MAILGATE_IPMM_SPLIT_H
