@@ -5,8 +5,9 @@
  * the state file, then streams the recipients, and for each one not yet split
  * takes a MID from the pool, builds the message in tmp/ (spool_msg_begin and
  * write, which a thread may do for a message it alone holds) and hands it to
- * the loop. The loop commits it, logs the split, appends the job's progress
- * line, and refills the MID pool: the pool plus the messages not yet recorded
+ * the loop. The loop appends the intent line, commits the message once that
+ * is durable, logs the split, appends the done line (each append once per
+ * batch and job), and refills the MID pool: the pool plus the messages not yet recorded
  * never exceed SPLIT_WINDOW, which bounds memory and keeps the worker from
  * running ahead of the disk. Nothing here blocks the loop: no file is read or
  * synced on it.
