@@ -18,6 +18,7 @@
 #include "ipmm_assemble.h"
 #include "ipmm_job.h"
 #include "ipmm_syntax.h"
+#include "spool.h"
 
 #define S(lit)	(lit), (sizeof(lit) - 1)
 
@@ -330,7 +331,8 @@ write_job(const char *const *rcpt_recs, size_t n_rcpts, const uint32_t *nums,
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
 	f = fdopen(fd, "w");
-	fputs("mailgate-spool 1\nmid 5\nkind ipmm-job\n\n", f);
+	fputs("mailgate-spool 1\nmid 5\narrival 2026-11-28T20:10:00Z\nsender <s@x.example>\n"
+	    "kind ipmm-job\n\n", f);
 	b = ftell(f);
 	fputs(IPMM_JOB_MAGIC, f);
 	for (size_t i = 0; i < n_rcpts; i++)
@@ -385,6 +387,14 @@ test_job_roundtrip(void **state)
 
 	(void)state;
 	path = write_job(recs, 4, nums, parts, 2, &body, &size);
+	/* the spool reader sees a job: its kind, no recipients, the body where we put it */
+	struct spool_entry e;
+	assert_int_equal(spool_entry_read(path, &e, err, sizeof(err)), 0);
+	assert_string_equal(e.kind, IPMM_JOB_KIND);
+	assert_int_equal(e.n_rcpts, 0);
+	assert_int_equal(e.data_offset, body);
+	assert_int_equal(e.size, size);
+	spool_entry_free(&e);
 	assert_int_equal(ipmm_job_open(&j, path, body, size, err, sizeof(err)), 0);
 	assert_int_equal(j.n_rcpts, 4);
 	assert_int_equal(j.n_parts, 2);
