@@ -307,7 +307,13 @@ test_cancel_no_callback(void **state)
 	write_three(f);
 	f->a = auth_new(f->base, f->users, f->err, sizeof(f->err));
 	assert_non_null(f->a);
-	auth_set_fail_delay(f->a, TEST_DELAY_MS);
+	/*
+	 * The delay runs from auth_verify(): it must outlast the hashes before the
+	 * success below, or the failure is answered at once and the success's
+	 * callback cancels a check already freed. Under ASan on a loaded machine
+	 * those hashes took more than TEST_DELAY_MS; a cancelled timer costs nothing.
+	 */
+	auth_set_fail_delay(f->a, 20000);
 	auth_cancel(NULL);
 
 	/* pending or already running: either way, no callback */
