@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${FUZZ_BUILD:-build-fuzz}/fuzz
 OUT=fuzz/out
-ALL="command params auth data config spool_read spool_roundtrip session client_reply"
+ALL="command params auth data config spool_read spool_roundtrip session client_reply ipmm"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -22,7 +22,7 @@ export LSAN_OPTIONS="suppressions=$(pwd)/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OP
 # per-target libFuzzer flags: dictionary, input size
 flags() {
 	case $1 in
-	command|params) echo "-dict=fuzz/dict/smtp.dict -max_len=1024" ;;
+	command|params|ipmm) echo "-dict=fuzz/dict/smtp.dict -max_len=1024" ;;
 	session) echo "-dict=fuzz/dict/smtp.dict -max_len=8192" ;;
 	config) echo "-dict=fuzz/dict/config.dict -max_len=8192" ;;
 	data) echo "-max_len=16384" ;;

@@ -286,6 +286,19 @@ CLIENT_REPLY = {
     "enhanced": "\x04451 4.3.0 try later\r\n",
 }
 
+# ---- mail merge (fuzz_ipmm): one line, read as XDFN, *PARTS, XPRT and a template ----
+IPMM = {
+    "xdfn-example": b'first_name="Jane" last_name="User" color="red" *PARTS=1,2',
+    "xdfn-wrapped": b'<a=1> [b="two words"] c=x/ y d="q/"uote" *DK=profile',
+    "xdfn-errors": b'a= *FOO=1 *PARTS=1,,2 "open',
+    "xdfn-nul": b"a=b\x00c",
+    "parts": b"1,2,10000,007",
+    "parts-big": b"10001,99999999999999999999",
+    "xprt": b"12 LAST",
+    "xprt-option": b"1 LAST NOW",
+    "template": b"To: &a; &name; <&*TO;>\r\n&trade; &e;&x-y.z_1;& &; &&a; &*; &*DATE;",
+}
+
 
 def main():
     for name, data in COMMANDS.items():
@@ -306,6 +319,8 @@ def main():
         write("session", name, data)
     for name, data in CLIENT_REPLY.items():
         write("client_reply", name, data)
+    for name, data in IPMM.items():
+        write("ipmm", name, data)
     return 0
 
 

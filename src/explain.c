@@ -493,8 +493,13 @@ explain_match_text(const char *words, const char *q, size_t *score)
 	if (a + b == 0)
 		return EXPLAIN_TIER_WILDCARD;
 	if (pct == NULL ? strcasecmp(q, pre) == 0 :
-	    ql >= a + b && strncasecmp(q, pre, a) == 0 && strcasecmp(q + ql - b, post) == 0)
+	    ql >= a + b && strncasecmp(q, pre, a) == 0 && strcasecmp(q + ql - b, post) == 0) {
+		/* "250 OK" (mail merge) and "250 ok": the one in the same case first */
+		if (pct == NULL ? strcmp(q, pre) == 0 :
+		    strncmp(q, pre, a) == 0 && strcmp(q + ql - b, post) == 0)
+			(*score)++;
 		return EXPLAIN_TIER_EXACT;
+	}
 	if (a > 0 && (s = strcasestr(q, pre)) != NULL) {
 		if (b == 0 || strcasestr(s + a, post) != NULL)
 			return EXPLAIN_TIER_CONTAINS;
@@ -581,8 +586,12 @@ explain_mailgate_by_text(const struct explain_query *q, struct explain_acc *acc)
 	}
 	if (best == EXPLAIN_TIER_NONE)
 		return;
+	/* the best score first (an exact match in the same case), then the rest of the tier */
 	for (int i = 0; i < RPL__COUNT; i++)
-		if (tier[i] == best && (best != EXPLAIN_TIER_CONTAINS || score[i] == top))
+		if (tier[i] == best && score[i] == top)
+			explain_add_mailgate(acc, &smtp_reply_table[i]);
+	for (int i = 0; i < RPL__COUNT; i++)
+		if (tier[i] == best && best != EXPLAIN_TIER_CONTAINS && score[i] != top)
 			explain_add_mailgate(acc, &smtp_reply_table[i]);
 }
 

@@ -1082,7 +1082,8 @@ sched_committed(void *arg, const struct spool_entry *e)
 	struct log_ids ids = { .mid = e->mid, .rid = -1 };
 	struct sched_msg *m;
 
-	if (sched_find(s, e->mid) != NULL)
+	/* a mail merge job is not delivered: its split messages are (ipmm_split.c) */
+	if (e->kind != NULL || sched_find(s, e->mid) != NULL)
 		return;
 	if ((m = sched_add(s, e, NULL)) == NULL) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " not scheduled: out of memory (it is, "
@@ -1102,6 +1103,8 @@ sched_replay_one(const struct spool_entry *e, void *arg)
 	struct sched_msg *m;
 	char err[256];
 
+	if (e->kind != NULL)
+		return 0;		/* a mail merge job: ipmm_split.c replays it */
 	if (spool_state_recover(s->spool, e->mid, e->n_rcpts, &st, err, sizeof(err)) == -1) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " not scheduled: %s", e->mid, err);
 		return 0;

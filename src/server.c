@@ -36,6 +36,7 @@
 #include "scheduler.h"
 #include "mta_session.h"
 #include "bounce_spool.h"
+#include "ipmm_split.h"
 #include "delivery.h"
 #include "smtp_session.h"
 #include "spool.h"
@@ -316,6 +317,9 @@ server_cleanup(struct server *srv)
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
 	/* the SMTP agent goes before this: it must not hold a batch the scheduler frees */
+	/* after the sessions (a job commit may name one), before the spool closes */
+	ipmm_split_free(srv->ipmm);
+	srv->ipmm = NULL;
 	sched_free(server_sched);
 	server_sched = NULL;
 	if (srv->spool)
@@ -382,6 +386,14 @@ server_run(struct config *cfg, const char *config_path)
 	}
 	/* replays the queue (blocking, as the spool's own recovery) before anyone can connect */
 	if ((server_sched = sched_new(srv.base, srv.spool, cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailgate: %s\n", err);
+		maillog(LOG_CRITICAL, NULL, "%s", err);
+		status = 2;
+		goto out;
+	}
+	/* mail merge jobs left by a crash are split again (blocking, like the replay above) */
+	if ((srv.ipmm = ipmm_split_new(srv.base, srv.spool, cfg->spool, cfg->hostname, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "mailgate: %s\n", err);
 		maillog(LOG_CRITICAL, NULL, "%s", err);
 		status = 2;

@@ -22,6 +22,7 @@ struct control;
 struct dns;
 struct tls_store;
 struct auth;
+struct ipmm_split;
 
 struct server {
 	struct event_base *base;
@@ -32,6 +33,7 @@ struct server {
 	struct dns *dns;			/* client names for the HAT (off the loop) */
 	struct tls_store *tls;			/* certificates, reloaded on SIGHUP */
 	struct auth *auth;			/* the users file and its hashing thread */
+	struct ipmm_split *ipmm;		/* mail merge jobs into messages (a worker) */
 	unsigned n_tls;				/* TLS sessions, all listeners */
 	struct timespec started;		/* CLOCK_MONOTONIC, for uptime */
 	struct listener **listeners;

@@ -43,6 +43,9 @@ const struct smtp_reply_def smtp_reply_table[RPL__COUNT] = {
 	    "the client's address matched a sender group whose policy rejects it",
 	    "listeners.*.hat, policies.*.action, policies.*.reject_code, policies.*.reject_text",
 	    "this host does not take mail from you; contact the recipient's postmaster"),
+	E(RPL_MERGE_OK, 250, "OK", 0, "mail merge: command done (XMRG, XDFN, a part)", NULL,
+	    NULL),
+	E(RPL_PART_GO, 354, "OK, send part", 0, "mail merge: ready for the part", NULL, NULL),
 
 	E(RPL_TOO_MANY_TLS, 421, "#4.4.5 Too many TLS sessions at this time", REPLY_CLOSE,
 	    "the server holds its maximum of TLS sessions", "limits.max_tls_sessions",
@@ -107,7 +110,7 @@ const struct smtp_reply_def smtp_reply_table[RPL__COUNT] = {
 	    "check the command's spelling; STARTTLS exists only where the policy offers TLS, "
 	    "XMRG/XDFN/XPRT only where mail merge is on"),
 	E(RPL_LINE_TOO_LONG, 500, "Line too long", REPLY_BAD,
-	    "a command line longer than 512 octets with its CRLF", NULL,
+	    "a command line longer than 512 octets with its CRLF (4096 for XDFN)", NULL,
 	    "fix the client: a command line, CRLF included, fits in 512 octets (RFC 5321)"),
 	E(RPL_EHLO_NEEDS_DOMAIN, 501, "#5.0.0 EHLO requires domain address", REPLY_BAD,
 	    "EHLO without an argument", NULL, "send EHLO with the client's host name"),

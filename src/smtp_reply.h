@@ -33,6 +33,8 @@ enum smtp_reply_id {
 	RPL_RAT_REJECT,
 	RPL_BANNER,		/* code and text from the policy */
 	RPL_HAT_REJECT,		/* code and text from the policy */
+	RPL_MERGE_OK,		/* mail merge: XMRG, XDFN, XLSMTP-ACKRCPT, a part */
+	RPL_PART_GO,		/* mail merge: XPRT */
 
 	/* 4xx */
 	RPL_TOO_MANY_TLS,

@@ -40,6 +40,8 @@
 #include "dns.h"
 #include "hat.h"
 #include "hostcount.h"
+#include "ipmm_split.h"
+#include "ipmm_syntax.h"
 #include "io.h"
 #include "listener.h"
 #include "maillog.h"
@@ -60,6 +62,8 @@ struct smtp_cmd {
 
 #define CMD_NO_ARG	0x01	/* an argument is a syntax error (DATA, RSET, QUIT) */
 #define CMD_NEEDS_TLS	0x02	/* refused before STARTTLS where the policy requires TLS */
+#define CMD_IPMM	0x04	/* mail merge: no command at all where the listener has it off */
+#define CMD_RAW_ARG	0x08	/* the handler judges NUL and 8-bit bytes itself (XDFN values) */
 
 static smtp_verb_fn cmd_helo, cmd_ehlo, cmd_rset, cmd_noop, cmd_quit, cmd_help, cmd_vrfy,
     cmd_starttls;
@@ -77,6 +81,11 @@ static const struct smtp_cmd commands[] = {
 	{ "VRFY", cmd_vrfy, 0, "VRFY <address>" },
 	{ "AUTH", smtp_auth_cmd, CMD_NEEDS_TLS, "AUTH <mechanism> [<initial response>]" },
 	{ "STARTTLS", cmd_starttls, CMD_NO_ARG, "STARTTLS" },
+	{ "XMRG", smtp_ipmm_xmrg, CMD_IPMM | CMD_NEEDS_TLS,
+	    "XMRG FROM:<sender> [SIZE=<octets>] [BODY=7BIT|8BITMIME] [VERSION=1]" },
+	{ "XDFN", smtp_ipmm_xdfn, CMD_IPMM | CMD_RAW_ARG, "XDFN <name>=<value> [<name>=<value> ...]" },
+	{ "XPRT", smtp_ipmm_xprt, CMD_IPMM, "XPRT <part number> [LAST]" },
+	{ "XLSMTP-ACKRCPT", smtp_ipmm_ackrcpt, CMD_IPMM, "XLSMTP-ACKRCPT ON|OFF" },
 };
 
 /* the HELP list (replies.md 1): continuation lines get "214- ", the last "214 " */
@@ -87,6 +96,8 @@ static const char *const help_lines[] = {
 };
 /* the same last line where STARTTLS is offered */
 #define HELP_LAST_TLS	"rcpt rset starttls vrfy"
+/* one more line where mail merge is on */
+#define HELP_IPMM	"xmrg xdfn xprt"
 
 static void session_free(struct smtp_session *);
 static void session_greet(struct smtp_session *);
@@ -145,6 +156,9 @@ session_reply_code(struct smtp_session *s, enum smtp_reply_id id, int code, cons
 		    s->ids.icid, d->why, detail ? " (" : "", detail ? detail : "",
 		    detail ? ")" : "");
 	}
+	/* XLSMTP-ACKRCPT OFF: logged above, not sent; a 421 always goes out */
+	if (s->mute && !(d->flags & REPLY_CLOSE))
+		return;
 	n = smtp_reply_format_code(buf, sizeof(buf), id, code, arg);
 	io_write(s->io, buf, n);
 	if (d->flags & REPLY_CLOSE)
@@ -210,6 +224,7 @@ static void
 session_reset_greeting(struct smtp_session *s, const struct smtp_cmdline *cl, bool esmtp)
 {
 	smtp_tx_abort(s, "Receiving aborted by a new greeting");
+	s->ackrcpt_off = false;
 	memcpy(s->helo, cl->arg.p, cl->arg.len);
 	s->helo[cl->arg.len] = '\0';
 	s->helo_done = true;
@@ -232,7 +247,7 @@ static void
 cmd_ehlo(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
 	char size[32];
-	const char *ext[5];
+	const char *ext[6];
 	size_t n = 0;
 
 	if (cl->arg.len == 0) {
@@ -252,6 +267,8 @@ cmd_ehlo(struct smtp_session *s, const struct smtp_cmdline *cl)
 		ext[n++] = "STARTTLS";
 	if (session_auth_offered(s))
 		ext[n++] = "AUTH PLAIN LOGIN";
+	if (s->lc->ipmm)
+		ext[n++] = "XMRG";
 	session_reply_lines(s, RPL_EHLO, s->cfg->hostname, RPL_EHLO, ext, n);
 }
 
@@ -291,26 +308,30 @@ cmd_find(const char *verb, size_t len)
 static void
 cmd_help(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
-	const char *lines[ARRAY_LEN(help_lines)];
-	char buf[ARRAY_LEN(help_lines)][64];
+	const char *lines[ARRAY_LEN(help_lines) + 1];
+	char buf[ARRAY_LEN(help_lines) + 1][64];
 	const struct smtp_cmd *c;
+	size_t n = ARRAY_LEN(help_lines) + (s->lc->ipmm ? 1 : 0);
 
 	if (cl->arg.len > 0) {
-		if ((c = cmd_find(cl->arg.p, cl->arg.len)) == NULL) {
+		if ((c = cmd_find(cl->arg.p, cl->arg.len)) == NULL ||
+		    ((c->flags & CMD_IPMM) && !s->lc->ipmm)) {
 			session_reply_echo(s, RPL_HELP_UNKNOWN, cl->arg.p, cl->arg.len);
 			return;
 		}
 		session_reply(s, RPL_HELP_TOPIC, c->help, NULL);
 		return;
 	}
-	for (size_t i = 0; i < ARRAY_LEN(help_lines); i++) {
+	for (size_t i = 0; i < n; i++) {
 		/* "214- auth ..." but "214 rcpt ...": the reference's own spacing */
-		bool last = i + 1 == ARRAY_LEN(help_lines);
-		snprintf(buf[i], sizeof(buf[i]), "%s%s", last ? "" : " ",
-		    last && s->pol->tls != MODE_OFF ? HELP_LAST_TLS : help_lines[i]);
+		bool last = i + 1 == n;
+		const char *t = i == ARRAY_LEN(help_lines) ? HELP_IPMM :
+		    i + 1 == ARRAY_LEN(help_lines) && s->pol->tls != MODE_OFF ? HELP_LAST_TLS :
+		    help_lines[i];
+		snprintf(buf[i], sizeof(buf[i]), "%s%s", last ? "" : " ", t);
 		lines[i] = buf[i];
 	}
-	session_reply_lines(s, RPL_HELP, NULL, RPL_HELP_TOPIC, lines, ARRAY_LEN(lines));
+	session_reply_lines(s, RPL_HELP, NULL, RPL_HELP_TOPIC, lines, n);
 }
 
 static void
@@ -440,6 +461,9 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmdline *cl)
 
 /* ---------------------------------------------------------------- the loop */
 
+static void session_command(struct smtp_session *, const struct smtp_cmd *,
+    const struct smtp_cmdline *, const char *, size_t);
+
 static void
 session_line(struct smtp_session *s, const char *line, size_t len)
 {
@@ -459,19 +483,37 @@ session_line(struct smtp_session *s, const char *line, size_t len)
 			return;
 		}
 	}
+	if (cmd != NULL && (cmd->flags & CMD_IPMM) && !s->lc->ipmm)
+		cmd = NULL;		/* mail merge is off here: no such command (replies.md 2) */
 	if (cmd == NULL) {
 		char esc[128];
 		util_escape(esc, sizeof(esc), line, len < 30 ? len : 30);
 		session_reply(s, RPL_NOT_RECOGNIZED, NULL, esc);
 		return;
 	}
+	/* XLSMTP-ACKRCPT OFF: a merge's RCPTs are logged, never answered, whatever fails */
+	bool merge_rcpt = cmd->handler == smtp_tx_rcpt && s->tx != NULL && s->tx->mm != NULL;
+	s->mute = merge_rcpt && s->ackrcpt_off;
+	session_command(s, cmd, &cl, line, len);
+	s->mute = false;
+	if (merge_rcpt)
+		smtp_ipmm_rcpt_done(s);
+}
+
+/* the checks every command shares, then its handler */
+static void
+session_command(struct smtp_session *s, const struct smtp_cmd *cmd,
+    const struct smtp_cmdline *cl_, const char *line, size_t len)
+{
+	const struct smtp_cmdline cl = *cl_;
+
 	if (s->drain_requested) {
 		session_reply(s, RPL_SERVICE_UNAVAILABLE, s->cfg->hostname,
 		    "listener suspended or server stopping");
 		return;
 	}
 	/* a NUL, bare CR/LF or 8-bit byte: never parse past it (hostile.md 9) */
-	if (cl.bad_bytes) {
+	if (cl.bad_bytes && !(cmd->flags & CMD_RAW_ARG)) {
 		session_reply_echo(s, RPL_SYNTAX, cl.arg.len ? cl.arg.p : line,
 		    cl.arg.len ? cl.arg.len : len);
 		return;
@@ -559,7 +601,9 @@ session_process(struct smtp_session *s)
 				session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
 				if (s->state == S_AUTH)
 					smtp_auth_line(s, line, len);
-				else if (len + 2 > SMTP_LINE_MAX && !util_span_ieq(line, 5, "AUTH "))
+				else if (len + 2 > SMTP_LINE_MAX && !util_span_ieq(line, 5, "AUTH ") &&
+				    !(len + 2 <= IPMM_XDFN_LINE_MAX && s->lc->ipmm &&
+				    len >= 5 && util_span_ieq(line, 5, "XDFN ")))
 					session_reply(s, RPL_LINE_TOO_LONG, NULL, NULL);
 				else
 					session_line(s, line, len);
@@ -694,6 +738,12 @@ session_free(struct smtp_session *s)
 	smtp_auth_forget(s);
 	if (s->tls_counted)
 		s->srv->n_tls--;
+	if (s->job_commit != NULL) {
+		/* the job is committed and split all the same: nobody to tell */
+		ipmm_split_forget(s->job_commit);
+		s->job_commit = NULL;
+		smtp_tx_free(s);
+	}
 	if (s->committing != NULL) {
 		/* the commit goes on and the message will be delivered: nobody to tell */
 		spool_msg_forget(s->committing);

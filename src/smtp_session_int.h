@@ -27,6 +27,8 @@ struct listener;
 struct spool_msg;
 struct dns_query;
 struct auth_check;
+struct ipmm_tx;
+struct ipmm_commit;
 
 /* RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF */
 #define SMTP_LINE_MAX	512
@@ -52,6 +54,7 @@ struct smtp_tx {
 	struct spool_msg *msg;	/* from DATA on */
 	struct data_filter df;
 	int write_errno;	/* the spool write that failed, if one did */
+	struct ipmm_tx *mm;	/* XMRG FROM: a mail merge job (smtp_ipmm.c); NULL for MAIL */
 };
 
 struct smtp_session {
@@ -94,6 +97,9 @@ struct smtp_session {
 	int auth_step;			/* smtp_auth.c: which response S_AUTH waits for */
 	char auth_user[256];		/* LOGIN: the user name, between the two 334s */
 	struct auth_check *auth_check;	/* while S_AUTH_WAIT */
+	bool ackrcpt_off;		/* XLSMTP-ACKRCPT OFF: RCPT in a merge gets no reply */
+	bool mute;			/* this command's replies are logged, not sent */
+	struct ipmm_commit *job_commit;	/* a merge job being made durable */
 };
 
 /* every verb handler */
@@ -126,10 +132,28 @@ void smtp_auth_forget(struct smtp_session *);
 
 /* smtp_tx.c */
 smtp_verb_fn smtp_tx_mail, smtp_tx_rcpt, smtp_tx_data;
+/* MAIL or XMRG: the checks and the MID; false when a reply was sent */
+bool smtp_tx_begin(struct smtp_session *, const struct smtp_cmdline *, bool merge);
+/* the reply a message (or part) that ended must get instead of going on, or RPL__COUNT */
+enum smtp_reply_id smtp_tx_data_failure(struct smtp_session *, char *detail, size_t cap);
+/* the spool's answer to a commit: 250 or 451 */
+void smtp_tx_commit_done(void *arg, int err);
 /* feed arrived message bytes to the data filter; false when it wants more */
 bool smtp_tx_data_input(struct smtp_session *);
 /* the transaction ends without a message (logged with why), or is simply freed */
 void smtp_tx_abort(struct smtp_session *, const char *why);
 void smtp_tx_free(struct smtp_session *);
+
+/* smtp_ipmm.c: mail merge (XMRG, XDFN, XPRT, XLSMTP-ACKRCPT) */
+smtp_verb_fn smtp_ipmm_xmrg, smtp_ipmm_xdfn, smtp_ipmm_xprt, smtp_ipmm_ackrcpt;
+/* RCPT in a merge accepted: bind the pending variables to addr; false when a reply was sent */
+bool smtp_ipmm_bind(struct smtp_session *, const char *addr);
+/* after every RCPT in a merge, taken or not: the next one starts with no variables */
+void smtp_ipmm_rcpt_done(struct smtp_session *);
+/* the end of a part was read */
+void smtp_ipmm_part_end(struct smtp_session *);
+void smtp_ipmm_tx_free(struct ipmm_tx *);
+/* the first XPRT was sent: no more XDFN or RCPT */
+bool smtp_ipmm_in_parts(const struct ipmm_tx *);
 
 #endif

@@ -32,9 +32,10 @@ smtp_tx_free(struct smtp_session *s)
 		return;
 	if (tx->msg != NULL)
 		spool_msg_abort(tx->msg);
-	for (size_t i = 0; i < tx->n_rcpts; i++)
+	for (size_t i = 0; i < tx->n_rcpts && tx->rcpts != NULL; i++)
 		free(tx->rcpts[i]);
 	free(tx->rcpts);
+	smtp_ipmm_tx_free(tx->mm);
 	free(tx);
 	s->tx = NULL;
 	s->ids.mid = 0;
@@ -69,7 +70,7 @@ tx_add_rcpt(struct smtp_tx *tx, const char *addr)
 
 /* MAIL's parameters (RFC 1870 SIZE, RFC 6152 BODY); false when a reply was sent */
 static bool
-mail_params(struct smtp_session *s, const struct smtp_params *ps, const char **body)
+mail_params(struct smtp_session *s, const struct smtp_params *ps, const char **body, bool merge)
 {
 	for (size_t i = 0; i < ps->n; i++) {
 		const struct smtp_param *p = &ps->p[i];
@@ -93,6 +94,12 @@ mail_params(struct smtp_session *s, const struct smtp_params *ps, const char **b
 			else if (p->has_value && util_span_ieq(p->value.p, p->value.len, "8BITMIME"))
 				*body = "8BITMIME";
 			else {
+				session_reply_echo(s, RPL_UNKNOWN_VALUE, p->value.p, p->value.len);
+				return false;
+			}
+		} else if (merge && strcmp(p->key, "VERSION") == 0) {
+			/* XMRG FROM's VERSION=1: the only version of the protocol */
+			if (!p->has_value || !util_span_ieq(p->value.p, p->value.len, "1")) {
 				session_reply_echo(s, RPL_UNKNOWN_VALUE, p->value.p, p->value.len);
 				return false;
 			}
@@ -130,6 +137,14 @@ tls_required_sender(const struct policy *pol, const struct smtp_path *path)
 void
 smtp_tx_mail(struct smtp_session *s, const struct smtp_cmdline *cl)
 {
+	if (smtp_tx_begin(s, cl, false))
+		session_reply(s, RPL_MAIL_OK, s->tx->sender, NULL);
+}
+
+/* MAIL FROM and XMRG FROM: every check, then the transaction with its MID */
+bool
+smtp_tx_begin(struct smtp_session *s, const struct smtp_cmdline *cl, bool merge)
+{
 	struct smtp_path path;
 	struct smtp_params params;
 	struct smtp_span bad;
@@ -139,49 +154,49 @@ smtp_tx_mail(struct smtp_session *s, const struct smtp_cmdline *cl)
 
 	if (!s->helo_done) {
 		session_reply(s, RPL_HELO_FIRST, NULL, NULL);
-		return;
+		return false;
 	}
 	if (s->tx != NULL) {
 		session_reply(s, RPL_NESTED_MAIL, NULL, NULL);
-		return;
+		return false;
 	}
 	if (s->pol->max_messages_per_connection > 0 &&
 	    s->messages >= s->pol->max_messages_per_connection) {
 		snprintf(d, sizeof(d), "limit %u", s->pol->max_messages_per_connection);
 		session_reply(s, RPL_TOO_MANY_MESSAGES, NULL, d);
-		return;
+		return false;
 	}
 	if (smtp_parse_path_arg(&cl->arg, "FROM", true, false, &path, &params, &bad) !=
 	    SMTP_PARSE_OK) {
 		session_reply_echo(s, RPL_SYNTAX, bad.p, bad.len);
-		return;
+		return false;
 	}
-	if (!mail_params(s, &params, &body))
-		return;
+	if (!mail_params(s, &params, &body, merge))
+		return false;
 	if (s->pol->auth == MODE_REQUIRED && !s->authenticated) {
 		session_reply(s, RPL_AUTH_REQUIRED, NULL, NULL);
-		return;
+		return false;
 	}
 	if (!io_tls_active(s->io) && tls_required_sender(s->pol, &path)) {
 		session_reply(s, RPL_SENDER_STARTTLS, NULL, path.addr);
-		return;
+		return false;
 	}
 	if (spool_count(s->srv->spool) >= session_limits(s)->queue_max_messages ||
 	    spool_bytes(s->srv->spool) >= session_limits(s)->queue_max_bytes) {
 		session_reply(s, RPL_QUEUE_FULL, NULL, NULL);
-		return;
+		return false;
 	}
 	if (spool_space_low(s->srv->spool)) {
 		session_reply(s, RPL_RESOURCES_LOW, NULL, "spool free space below min_free_disk");
-		return;
+		return false;
 	}
 	if ((mid = spool_next_mid(s->srv->spool)) == 0) {
 		session_reply(s, RPL_SERVER_ERROR, NULL, "no message ID available");
-		return;
+		return false;
 	}
 	if (spool_fault_enomem(s->srv->spool) || (s->tx = calloc(1, sizeof(*s->tx))) == NULL) {
 		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
-		return;
+		return false;
 	}
 	s->tx->mid = mid;
 	s->tx->body = body;
@@ -191,7 +206,7 @@ smtp_tx_mail(struct smtp_session *s, const struct smtp_cmdline *cl)
 	maillog(LOG_INFO, &s->ids, "Start MID %" PRIu64 " ICID %" PRIu64, mid, s->ids.icid);
 	maillog(LOG_INFO, &s->ids, "MID %" PRIu64 " ICID %" PRIu64 " From: <%s>", mid,
 	    s->ids.icid, esc);
-	session_reply(s, RPL_MAIL_OK, s->tx->sender, NULL);
+	return true;
 }
 
 /* may this recipient be taken? relay policies take any; accept policies pass the RAT */
@@ -217,6 +232,10 @@ smtp_tx_rcpt(struct smtp_session *s, const struct smtp_cmdline *cl)
 
 	if (tx == NULL) {
 		session_reply(s, RPL_MAIL_FIRST, NULL, NULL);
+		return;
+	}
+	if (tx->mm != NULL && smtp_ipmm_in_parts(tx->mm)) {
+		session_reply(s, RPL_RECEIVING_PARTS, NULL, NULL);
 		return;
 	}
 	if (smtp_parse_path_arg(&cl->arg, "TO", false, true, &path, &params, &bad) !=
@@ -250,8 +269,12 @@ smtp_tx_rcpt(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, RPL_RAT_REJECT, NULL, esc);
 		return;
 	}
-	/* the hour counts what was accepted; an allocation failure costs a retry, not the session */
-	if (tx_add_rcpt(tx, path.addr) == -1) {
+	/* a merge keeps its recipients in the job file, with their variables */
+	if (tx->mm != NULL) {
+		if (!smtp_ipmm_bind(s, path.addr))
+			return;
+	} else if (tx_add_rcpt(tx, path.addr) == -1) {
+		/* the hour counts what was accepted; an allocation failure costs a retry */
 		session_reply(s, RPL_TEMP_SYSTEM_ERROR, "12", "out of memory");
 		return;
 	}
@@ -313,6 +336,10 @@ smtp_tx_data(struct smtp_session *s, const struct smtp_cmdline *cl)
 		session_reply(s, RPL_MAIL_FIRST, NULL, NULL);
 		return;
 	}
+	if (tx->mm != NULL) {
+		session_reply(s, RPL_DATA_IN_MERGE, NULL, NULL);
+		return;
+	}
 	if (tx->n_rcpts == 0) {
 		session_reply(s, RPL_RCPT_FIRST, NULL, NULL);
 		return;
@@ -354,8 +381,8 @@ smtp_tx_data(struct smtp_session *s, const struct smtp_cmdline *cl)
 	session_reply(s, RPL_DATA_GO, NULL, NULL);
 }
 
-static void
-commit_done(void *arg, int err)
+void
+smtp_tx_commit_done(void *arg, int err)
 {
 	struct smtp_session *s = arg;
 	struct smtp_tx *tx = s->tx;
@@ -393,34 +420,46 @@ commit_done(void *arg, int err)
 	}
 }
 
+/* what the data filter's verdict says the client must hear instead of a 250 */
+enum smtp_reply_id
+smtp_tx_data_failure(struct smtp_session *s, char *d, size_t cap)
+{
+	struct smtp_tx *tx = s->tx;
+	struct data_filter *df = &tx->df;
+	enum smtp_reply_id fail = RPL__COUNT;
+
+	if (df->too_big) {
+		fail = RPL_MESSAGE_TOO_BIG;
+		snprintf(d, cap, "limit %" PRIu64, s->pol->max_message_size);
+	} else if (df->too_many_headers) {
+		fail = RPL_HEADER_TOO_BIG;
+		snprintf(d, cap, "limit %u", session_limits(s)->max_header_lines);
+	} else if (df->received > session_limits(s)->max_hops) {
+		fail = RPL_TOO_MANY_HOPS;
+		snprintf(d, cap, "%u Received: headers, limit %u", df->received,
+		    session_limits(s)->max_hops);
+	} else if ((df->bare_cr || df->bare_lf) && s->pol->bare_crlf == BARE_CRLF_REJECT) {
+		fail = RPL_BARE_CRLF;
+		snprintf(d, cap, "bare %s", df->bare_cr ? "CR" : "LF");
+	} else if (df->sink_failed) {
+		fail = RPL_SERVER_ERROR;
+		snprintf(d, cap, "spool write: %s", strerror(tx->write_errno));
+		maillog(LOG_WARNING, &s->ids, "MID %" PRIu64 " spool write failed: %s", tx->mid,
+		    strerror(tx->write_errno));
+	}
+	return fail;
+}
+
 /* the real end of data was read: refuse the message or hand it to the spool */
 static void
 session_data_end(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	struct data_filter *df = &tx->df;
-	enum smtp_reply_id fail = RPL__COUNT;
+	enum smtp_reply_id fail;
 	char esc[DATA_CAPTURE_MAX * 4 + 1], sender[SMTP_PATH_MAX * 4 + 1], d[128] = "";
 
-	if (df->too_big) {
-		fail = RPL_MESSAGE_TOO_BIG;
-		snprintf(d, sizeof(d), "limit %" PRIu64, s->pol->max_message_size);
-	} else if (df->too_many_headers) {
-		fail = RPL_HEADER_TOO_BIG;
-		snprintf(d, sizeof(d), "limit %u", session_limits(s)->max_header_lines);
-	} else if (df->received > session_limits(s)->max_hops) {
-		fail = RPL_TOO_MANY_HOPS;
-		snprintf(d, sizeof(d), "%u Received: headers, limit %u", df->received,
-		    session_limits(s)->max_hops);
-	} else if ((df->bare_cr || df->bare_lf) && s->pol->bare_crlf == BARE_CRLF_REJECT) {
-		fail = RPL_BARE_CRLF;
-		snprintf(d, sizeof(d), "bare %s", df->bare_cr ? "CR" : "LF");
-	} else if (df->sink_failed) {
-		fail = RPL_SERVER_ERROR;
-		snprintf(d, sizeof(d), "spool write: %s", strerror(tx->write_errno));
-		maillog(LOG_WARNING, &s->ids, "MID %" PRIu64 " spool write failed: %s", tx->mid,
-		    strerror(tx->write_errno));
-	}
+	fail = smtp_tx_data_failure(s, d, sizeof(d));
 	if (fail != RPL__COUNT) {
 		char why[160];
 		snprintf(why, sizeof(why), "Receiving aborted: %s", smtp_reply_def(fail)->why);
@@ -448,7 +487,7 @@ session_data_end(struct smtp_session *s)
 	io_pause(s->io);
 	s->committing = tx->msg;
 	tx->msg = NULL;
-	spool_msg_commit(s->committing, commit_done, s);
+	spool_msg_commit(s->committing, smtp_tx_commit_done, s);
 }
 
 /* feed what has arrived to the data filter; false when it wants more */
@@ -475,7 +514,11 @@ smtp_tx_data_input(struct smtp_session *s)
 		return false;
 	io_consume(s->io, used);
 	session_timer_arm(s->ev_command, session_limits(s)->command_timeout);
-	if (df->done)
-		session_data_end(s);
+	if (df->done) {
+		if (s->tx->mm != NULL)
+			smtp_ipmm_part_end(s);
+		else
+			session_data_end(s);
+	}
 	return true;
 }

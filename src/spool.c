@@ -32,7 +32,9 @@
  * One "key value" line each, ended by LF, up to an empty line. The first line
  * names the format and its version. "arrival" is RFC 3339 UTC. "sender <>" is
  * the null sender. "helo " (with an empty value) when the client sent none.
- * "body" is left out when MAIL FROM had no BODY=. "rcpt N" lines number the
+ * "body" is left out when MAIL FROM had no BODY=. "kind" is left out for a
+ * message; "kind ipmm-job" marks a mail merge job (ipmm_job.h), which is not
+ * delivered itself but split into messages. "rcpt N" lines number the
  * recipients (the RID) from 0 in order. Values hold only octets 0x20..0x7e:
  * the writer refuses anything else (EINVAL), so no client text can end a line
  * and forge an envelope field. Readers refuse a file whose first line is not
@@ -1549,7 +1551,8 @@ spool_envelope_valid(const struct spool_envelope *env)
 	    !spool_printable(spool_str(env->client)) ||
 	    !spool_printable(spool_str(env->helo)) ||
 	    !spool_printable(spool_str(env->sender)) ||
-	    !spool_printable(spool_str(env->body)))
+	    !spool_printable(spool_str(env->body)) ||
+	    !spool_printable(spool_str(env->kind)) || strchr(spool_str(env->kind), ' ') != NULL)
 		return false;
 	if (env->n_rcpts > 0 && env->rcpts == NULL)
 		return false;
@@ -1581,6 +1584,8 @@ spool_envelope_write(struct spool_msg *m, const struct spool_envelope *env)
 		return -1;
 	if (env->body != NULL && spool_msg_line(m, "body", env->body, false) == -1)
 		return -1;
+	if (env->kind != NULL && spool_msg_line(m, "kind", env->kind, false) == -1)
+		return -1;
 	for (size_t i = 0; i < env->n_rcpts; i++) {
 		snprintf(num, sizeof(num), "rcpt %zu", i);
 		if (spool_msg_line(m, num, env->rcpts[i], true) == -1)
@@ -1609,7 +1614,8 @@ spool_entry_from(const struct spool *sp, const struct spool_envelope *env, uint6
 	    (e->client = strdup(spool_str(env->client))) == NULL ||
 	    (e->helo = strdup(spool_str(env->helo))) == NULL ||
 	    (e->sender = strdup(spool_str(env->sender))) == NULL ||
-	    (env->body != NULL && (e->body = strdup(env->body)) == NULL))
+	    (env->body != NULL && (e->body = strdup(env->body)) == NULL) ||
+	    (env->kind != NULL && (e->kind = strdup(env->kind)) == NULL))
 		goto fail;
 	if (env->n_rcpts > 0 && (e->rcpts = calloc(env->n_rcpts, sizeof(*e->rcpts))) == NULL)
 		goto fail;
@@ -2065,6 +2071,7 @@ spool_entry_free(struct spool_entry *e)
 	free(e->helo);
 	free(e->sender);
 	free(e->body);
+	free(e->kind);
 	for (size_t i = 0; i < e->n_rcpts; i++)
 		free(e->rcpts[i]);
 	free(e->rcpts);
@@ -2168,6 +2175,10 @@ spool_entry_line(struct spool_entry *e, char *line, unsigned *seen, const char *
 		if (val == NULL)
 			goto bad;
 		return spool_set_str(&e->body, val, why);
+	} else if (strcmp(line, "kind") == 0) {
+		if (val == NULL)
+			goto bad;
+		return spool_set_str(&e->kind, val, why);
 	} else if (strcmp(line, "sender") == 0) {
 		if (val == NULL || e->sender != NULL || (e->sender = spool_angle(val)) == NULL)
 			goto bad;

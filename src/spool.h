@@ -46,6 +46,7 @@ struct spool_envelope {
 	const char *helo;			/* may be "" */
 	const char *sender;			/* without <>; "" for the null sender */
 	const char *body;			/* "7BIT", "8BITMIME" or NULL */
+	const char *kind;			/* NULL: a message; "ipmm-job": a mail merge job */
 	const char *const *rcpts;		/* without <> */
 	size_t n_rcpts;
 };
@@ -82,7 +83,12 @@ bool spool_fault_enomem(const struct spool *);
 uint64_t spool_count(const struct spool *);
 uint64_t spool_bytes(const struct spool *);
 
-/* start a message in tmp/ with its envelope; NULL with errno set on failure */
+/*
+ * Start a message in tmp/ with its envelope; NULL with errno set on failure.
+ * begin, write and abort touch only the message and read-only spool fields, so
+ * a worker thread may build a message it alone holds (the mail merge splitter
+ * does); spool_next_mid and commit stay on the loop.
+ */
 struct spool_msg *spool_msg_begin(struct spool *, const struct spool_envelope *);
 
 /* append message bytes (buffered); -1 with errno set on failure, after which only abort is allowed */
@@ -209,6 +215,7 @@ struct spool_entry {
 	char *helo;
 	char *sender;
 	char *body;
+	char *kind;				/* NULL for a message; "ipmm-job" (ipmm_job.h) */
 	char **rcpts;
 	size_t n_rcpts;
 	uint64_t size;				/* octets of the message after the envelope */

@@ -235,7 +235,6 @@ def test_flood_no_descriptor_leak(mailgate):
                       policy={"max_connections_per_host": 3},
                       limits={"max_connections": 10},
                       listener={"max_connections": 5}, second={"max_connections": 10})
-    pid = s.proc.pid
     # warm up: whatever is opened once on first use (the spool) is open already
     warm = [served_from(s, "127.0.0.1"), served_from(s, "127.0.0.1", port=s.port2)]
     mark0 = s.log_mark()

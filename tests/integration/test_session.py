@@ -241,8 +241,6 @@ def test_help_exact(srv):
     c.quit()
 
 
-@pytest.mark.skip(reason="mail merge (XMRG/XDFN/XPRT) is issue 5: until it is built, "
-                  "HELP does not list commands the server would refuse")
 def test_help_with_mail_merge(srv_mm):
     c = srv_mm.connect()
     r = c.cmd("HELP", 214)

@@ -63,6 +63,8 @@ static const struct golden goldens[] = {
 	{ RPL_AUTH_OK, NULL, "235 #2.7.0 Authentication succeeded\r\n" },
 	{ RPL_AUTH_FAILED, NULL, "535 #5.7.8 Authentication credentials invalid\r\n" },
 	{ RPL_RAT_REJECT, NULL, "550 #5.1.0 Address rejected\r\n" },
+	{ RPL_MERGE_OK, NULL, "250 OK\r\n" },
+	{ RPL_PART_GO, NULL, "354 OK, send part\r\n" },
 	{ RPL_COMMAND_TIMEOUT, NULL, "421 Timed out waiting for command, disconnecting\r\n" },
 	{ RPL_INJECTION_TIMEOUT, NULL,
 	    "421 Timed out waiting for successful message injection, disconnecting.\r\n" },
