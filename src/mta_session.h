@@ -59,7 +59,13 @@ void mta_free(struct mta *);
  */
 void mta_deliver(struct mta *, struct delivery_batch *);
 
-/* ---- for tests ---- */
+/*
+ * ---- for tests ----
+ * A test build (-Dfault_hooks=true) also reads, in mta_new(), the environment's
+ * MAILGATE_TEST_MX_PORT (the port USEDNS connects to) and
+ * MAILGATE_TEST_MTA_TIMEOUT_MS (every timeout but the idle one): the
+ * integration tests cannot bind port 25 nor wait minutes for a silent server.
+ */
 
 /* every timeout, in milliseconds (the defaults are RFC 5321 4.5.3.2's) */
 struct mta_timeouts {
