@@ -27,6 +27,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "dns.h"
+#include "hoststats.h"
 #include "maillog.h"
 #include "mta_int.h"
 #include "tls.h"
@@ -720,6 +721,24 @@ mta_free(struct mta *m)
 	free(m->stuffed);
 	free(m->hostname);
 	free(m);
+}
+
+unsigned
+mta_connections(const struct mta *m)
+{
+	return m->n_conns;
+}
+
+int
+mta_hoststats(const struct mta *m, struct hoststats *hs)
+{
+	const struct mta_conn *c;
+
+	TAILQ_FOREACH(c, &m->conns, entry)
+		if (!c->closing && c->job != NULL &&
+		    hoststats_add(hs, c->job->b->domain, HS_CONNS, 1) == -1)
+			return -1;
+	return 0;
 }
 
 void

@@ -33,6 +33,7 @@ struct event_base;
 struct dns;
 struct config;
 struct delivery_batch;
+struct hoststats;
 struct mta;
 
 /*
@@ -58,6 +59,12 @@ void mta_free(struct mta *);
  * agent writes only the recipients' status, code, enhanced and reply, and dcid.
  */
 void mta_deliver(struct mta *, struct delivery_batch *);
+
+/* for `mailgate status`: delivery connections open now */
+unsigned mta_connections(const struct mta *);
+
+/* for `mailgate tophosts`: each connection carrying a batch counts for its domain */
+int mta_hoststats(const struct mta *, struct hoststats *);
 
 /*
  * ---- for tests ----

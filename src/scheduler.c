@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "hoststats.h"
 #include "local_delivery.h"
 #include "maillog.h"
 #include "route.h"
@@ -130,6 +131,7 @@ struct sched {
 	struct sched_dest *dests[SCHED_DEST_BUCKETS];
 	unsigned inflight;			/* batches at agents */
 	uint64_t n_delivered, n_bounced, n_deferred;
+	struct hoststats *hosts;		/* the same, per recipient domain */
 };
 
 static void sched_kick(struct sched *);
@@ -681,6 +683,10 @@ sched_recorded(void *arg, int err)
 			s->n_bounced++;
 		else
 			s->n_deferred++;
+		/* a lost count (ENOMEM) is no reason to stop delivering */
+		(void)hoststats_add(s->hosts, route_domain(r->address),
+		    o->state == SPOOL_RCPT_DELIVERED ? HS_DELIVERED :
+		    o->state == SPOOL_RCPT_BOUNCED ? HS_HARD : HS_SOFT, 1);
 	}
 	m->busy--;
 	sched_batch_free(sb);
@@ -1372,6 +1378,25 @@ sched_status(const struct sched *s)
 	    "deferred", (json_int_t)s->n_deferred);
 }
 
+struct hoststats *
+sched_hoststats(const struct sched *s)
+{
+	struct hoststats *hs = hoststats_copy(s->hosts);
+	const struct sched_msg *m;
+
+	if (hs == NULL)
+		return NULL;
+	TAILQ_FOREACH(m, &s->all, all)
+		for (size_t i = 0; i < m->n_rcpts; i++)
+			if (!sched_final(m->rcpts[i].state) &&
+			    hoststats_add(hs, route_domain(m->rcpts[i].address), HS_ACTIVE,
+			    1) == -1) {
+				hoststats_free(hs);
+				return NULL;
+			}
+	return hs;
+}
+
 /* ---- life ---- */
 
 void
@@ -1424,6 +1449,11 @@ sched_new(struct event_base *base, struct spool *sp, struct config *cfg, char *e
 		sched_free(s);
 		return NULL;
 	}
+	if ((s->hosts = hoststats_new()) == NULL) {
+		snprintf(err, errlen, "scheduler: out of memory");
+		sched_free(s);
+		return NULL;
+	}
 	if ((s->local = local_agent_new(base, err, errlen)) == NULL) {
 		sched_free(s);
 		return NULL;
@@ -1470,6 +1500,7 @@ sched_free(struct sched *s)
 	if (s->ev_ours != NULL)
 		event_free(s->ev_ours);
 	free(s->heap);
+	hoststats_free(s->hosts);
 	free(s->buckets);
 	config_unref(s->cfg);
 	free(s);

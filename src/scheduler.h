@@ -26,6 +26,7 @@ struct config;
 struct control;
 struct delivery_conf;
 struct event_base;
+struct hoststats;
 struct route_target;
 struct sched;
 struct spool;
@@ -107,6 +108,14 @@ int sched_register_control(struct sched *, struct control *);
 
 /* counters for `mailgate status`: a new object */
 json_t *sched_status(const struct sched *);
+
+/*
+ * For `mailgate tophosts`: a new table (hoststats.h) with each recipient
+ * domain's delivered, soft and hard bounced counts since the start and its
+ * recipients in the queue now; the caller adds the connections and frees it.
+ * NULL when out of memory.
+ */
+struct hoststats *sched_hoststats(const struct sched *);
 
 /* seconds to wait after the attempts-th failed attempt: retry_initial doubling, up to retry_max */
 unsigned sched_backoff(const struct delivery_conf *, unsigned attempts);

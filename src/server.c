@@ -27,6 +27,7 @@
 #include "config.h"
 #include "control.h"
 #include "dns.h"
+#include "hoststats.h"
 #include "auth.h"
 #include "tls.h"
 #include "hostcount.h"
@@ -221,6 +222,43 @@ server_ctl_status(void *arg, const json_t *args, char *err, size_t errlen)
 	    "bytes", (json_int_t)spool_bytes(srv->spool),
 	    "listeners", ls);
 	json_decref(ls);
+	/* what delivery did since the start, and what it is doing */
+	if (res != NULL && server_sched != NULL) {
+		json_t *d = sched_status(server_sched);
+
+		if (d == NULL || (server_mta != NULL && json_object_set_new(d, "connections_out",
+		    json_integer((json_int_t)mta_connections(server_mta))) == -1) ||
+		    json_object_set_new(res, "delivery", d) == -1) {
+			json_decref(res);
+			res = NULL;
+		}
+	}
+	if (res == NULL)
+		snprintf(err, errlen, "out of memory");
+	return res;
+}
+
+/* `mailgate tophosts`: args {"sort": "active"|..., "limit": N} */
+static json_t *
+server_ctl_tophosts(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	const char *sort = json_string_value(json_object_get(args, "sort"));
+	json_t *lim = json_object_get(args, "limit");
+	json_int_t limit = lim != NULL ? json_integer_value(lim) : 20;
+	struct hoststats *hs;
+	json_t *res = NULL;
+	int col = sort != NULL ? hoststats_col_by_name(sort) : HS_ACTIVE;
+
+	(void)arg;
+	if (col == -1 || limit < 0 || (lim != NULL && !json_is_integer(lim))) {
+		snprintf(err, errlen, "sort by active, connections, delivered, soft or hard; "
+		    "a limit of 0 (all) or more");
+		return NULL;
+	}
+	if ((hs = sched_hoststats(server_sched)) != NULL &&
+	    (server_mta == NULL || mta_hoststats(server_mta, hs) == 0))
+		res = hoststats_json(hs, (enum hoststats_col)col, (size_t)limit);
+	hoststats_free(hs);
 	if (res == NULL)
 		snprintf(err, errlen, "out of memory");
 	return res;
@@ -408,6 +446,7 @@ server_run(struct config *cfg, const char *config_path)
 		goto out;
 	}
 	if (control_register(srv.control, "status", server_ctl_status, &srv) == -1 ||
+	    control_register(srv.control, "tophosts", server_ctl_tophosts, &srv) == -1 ||
 	    control_register(srv.control, "reload", server_ctl_reload, &srv) == -1 ||
 	    control_register(srv.control, "listener-suspend", server_ctl_suspend, &srv) == -1 ||
 	    control_register(srv.control, "listener-resume", server_ctl_resume, &srv) == -1 ||
