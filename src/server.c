@@ -470,6 +470,9 @@ server_run(struct config *cfg, const char *config_path)
 	notify("READY=1");
 	if (event_base_dispatch(srv.base) == -1)
 		status = 2;
+	/* deliveries cut here are tried again after a restart; their DCID close first */
+	mta_free(server_mta);
+	server_mta = NULL;
 	maillog(LOG_INFO, NULL, "mailgate stopped");
 	goto out;
 fail_mem:
