@@ -288,3 +288,25 @@ def test_kill9_while_the_sink_holds_a_delivery(mailgate, sink):
     for i in range(6):
         n = sum(1 for m in sink.messages if m.data.endswith(b"\r\nmessage number %d\r\n" % i))
         assert n == 1, "message %d delivered %d times: %r" % (i, n, sink.messages)
+
+
+def test_sigterm_during_a_delivery(mailgate, sink):
+    """A stop cuts the outbound connection (logged before the last line) and
+    the message is delivered after the restart."""
+    sink.set("DOT", [HANG, None])
+    s = sink_server(mailgate, sink)
+    mark = s.log_mark()
+    mid = send(s, rcpts=["stop@a.example"])
+    sink.wait_count("DOT", 1, WAIT)
+    s.stop()
+    log = s.log_since(mark)
+    d = dcids(log, mid)
+    assert len(d) == 1, log
+    close = re.search(r"^.* Info: DCID %d close$" % d[0], log, re.M)
+    stopped = re.search(r"^.* Info: mailgate stopped$", log, re.M)
+    assert close and stopped and close.start() < stopped.start(), log
+    assert "Message done" not in log
+    s.start()
+    finished(s, mid, mark)
+    assert len(sink.messages) == 1
+    assert split_received(sink.messages[0].data)[1] == BODY
