@@ -7,9 +7,9 @@ the final CRLF.CRLF, as sent, still dot-stuffed; `data`: unstuffed). One thread
 accepts, one thread serves each connection; every wait has a deadline.
 
 The script maps a step to what the sink does there:
-    "GREETING", "EHLO", "HELO", "MAIL", "RCPT", "DATA" (the reply to DATA),
-    "BODY" (while the message arrives), "DOT" (the reply to the end of data),
-    "RSET", "QUIT"
+    "GREETING", "EHLO", "HELO", "STARTTLS", "MAIL", "RCPT", "DATA" (the reply to
+    DATA), "BODY" (while the message arrives), "DOT" (the reply to the end of
+    data), "RSET", "QUIT"
 and each value is a reply line ("451 4.3.0 try again later"; a multi-line reply
 as a list of lines joined with "\\n"), or one of the actions
     HANG   read and discard everything, never answer, until the peer closes or
@@ -21,14 +21,19 @@ the sink's life (the last one repeats: ["451 4.3.0 later", "250 ok"] is a 451
 then 250 for ever), or a callable(arg) returning one (arg: the command's
 argument, e.g. the RCPT's address). Steps not in the script get the usual 2xx.
 A transaction is recorded when its end of data got a 2xx.
+
+With tls=(certificate file, key file) the sink offers STARTTLS; the step
+"HANDSHAKE" set to BADTLS answers the ClientHello with bytes that are not TLS.
 """
 
 import socket
+import ssl
 import threading
 import time
 
 HANG = "HANG"
 DROP = "DROP"
+BADTLS = "BADTLS"
 CAPS = ("PIPELINING", "8BITMIME", "SIZE 52428800", "ENHANCEDSTATUSCODES")
 DEFAULTS = {
     "MAIL": "250 2.1.0 sender ok",
@@ -47,9 +52,10 @@ def unstuff(raw):
 
 
 class Message:
-    def __init__(self, conn, helo, sender, params, rcpts, raw):
+    def __init__(self, conn, helo, sender, params, rcpts, raw, tls=None):
         self.conn = conn              # the sink's connection number, from 1
         self.helo = helo
+        self.tls = tls                # the TLS version it came over ("TLSv1.3"), or None
         self.sender = sender          # without <>
         self.params = params          # the MAIL FROM parameters, e.g. "BODY=8BITMIME SIZE=42"
         self.rcpts = rcpts            # the accepted recipients, without <>
@@ -62,9 +68,14 @@ class Message:
 
 
 class SmtpSink:
-    def __init__(self, script=None, host="127.0.0.1", port=0, name="sink.test.example"):
+    def __init__(self, script=None, host="127.0.0.1", port=0, name="sink.test.example",
+                 tls=None):
         assert host.startswith("127."), "the sink only ever listens on loopback"
         self.host = host
+        self.tls_ctx = None
+        if tls is not None:
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(*tls)
         self.name = name
         self.script = dict(script or {})
         self.messages = []            # Message, in the order their DATA was accepted
@@ -200,10 +211,11 @@ class SmtpSink:
         except (OSError, _Closed):
             pass
         finally:
-            try:
-                s.close()
-            except OSError:
-                pass
+            for sk in (st.sock, s):       # st.sock: the TLS socket after STARTTLS
+                try:
+                    sk.close()
+                except OSError:
+                    pass
             with self._cv:
                 self._conns.discard(s)
                 self.closed += 1
@@ -221,6 +233,7 @@ class _Conn:
         self.n = n
         self.buf = b""
         self.helo = None
+        self.tls = None
         self.reset()
 
     def reset(self):
@@ -276,6 +289,24 @@ class _Conn:
         self.sock.sendall(out)
         return int(text[:3])
 
+    def starttls(self):
+        """RFC 3207: what came after STARTTLS is dropped; a new EHLO is due."""
+        sink = self.sink
+        self.buf = b""
+        if sink._step("HANDSHAKE") == BADTLS:
+            self.sock.sendall(b"this is not a TLS handshake\r\n" * 4)
+            raise _Closed()
+        self.sock.settimeout(10)
+        try:
+            self.sock = sink.tls_ctx.wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            raise _Closed()
+        self.sock.settimeout(0.2)
+        self.tls = self.sock.version()
+        self.helo = None
+        self.reset()
+        sink._note(self.n, "S", "<TLS %s>" % self.tls)
+
     def run(self):
         sink = self.sink
         self.act(sink._step("GREETING"), "220 %s ESMTP sink" % sink.name)
@@ -286,8 +317,12 @@ class _Conn:
             if verb == "EHLO":
                 self.helo = arg
                 self.reset()
+                caps = list(CAPS) + (["STARTTLS"] if sink.tls_ctx and not self.tls else [])
                 self.act(sink._step("EHLO", arg),
-                         "\n".join(["250 %s" % sink.name] + ["250 " + c for c in CAPS]))
+                         "\n".join(["250 %s" % sink.name] + ["250 " + c for c in caps]))
+            elif verb == "STARTTLS" and sink.tls_ctx is not None and not self.tls:
+                if self.act(sink._step("STARTTLS"), "220 2.0.0 ready") == 220:
+                    self.starttls()
             elif verb == "HELO":
                 self.helo = arg
                 self.reset()
@@ -347,6 +382,6 @@ class _Conn:
         if code < 300:
             with sink._cv:
                 sink.messages.append(Message(self.n, self.helo, self.sender, self.params,
-                                             list(self.rcpts), raw))
+                                             list(self.rcpts), raw, self.tls))
                 sink._cv.notify_all()
         self.reset()

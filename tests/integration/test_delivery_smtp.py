@@ -18,8 +18,9 @@ import re
 import pytest
 
 from conftest import HOSTNAME, poll_until, stuff
-from smtpsink import DROP, HANG, SmtpSink
+from smtpsink import BADTLS, DROP, HANG, SmtpSink
 from test_delivery_local import gone, split_received
+from tlsauth import make_cert
 
 WAIT = 30
 # retries after a second, so a test waits for an event, not for minutes
@@ -310,3 +311,73 @@ def test_sigterm_during_a_delivery(mailgate, sink):
     finished(s, mid, mark)
     assert len(sink.messages) == 1
     assert split_received(sink.messages[0].data)[1] == BODY
+
+
+# ------------------------------------------------------------------ the client's side of ESMTP
+
+def test_starttls_opportunistic(mailgate, tmp_path):
+    cert = make_cert(tmp_path / "certs", "sink", cn="sink.test.example")
+    with SmtpSink(tls=(cert.certificate, cert.key)) as tsink:
+        s = sink_server(mailgate, tsink)
+        mark = s.log_mark()
+        mid = send(s, rcpts=["secret@a.example"])
+        msgs = tsink.wait_messages(1, WAIT)
+        finished(s, mid, mark)
+        # a self-signed certificate: not verified by default, used all the same
+        assert msgs[0].tls in ("TLSv1.2", "TLSv1.3"), msgs
+        assert split_received(msgs[0].data)[1] == BODY
+        d = dcids(s.log_since(mark), mid)[0]
+        s.assert_log(r"Info: DCID %d TLS success protocol TLSv1\.[23] cipher \S+$" % d, mark)
+
+
+def test_starttls_failure_falls_back_to_plain(mailgate, tmp_path):
+    cert = make_cert(tmp_path / "certs", "sink", cn="sink.test.example")
+    with SmtpSink({"HANDSHAKE": [BADTLS, None]}, tls=(cert.certificate, cert.key)) as tsink:
+        s = sink_server(mailgate, tsink)
+        mark = s.log_mark()
+        mid = send(s, rcpts=["plain@a.example"])
+        msgs = tsink.wait_messages(1, WAIT)
+        finished(s, mid, mark)
+        assert msgs[0].tls is None, msgs
+        assert split_received(msgs[0].data)[1] == BODY
+        s.assert_log(r"Info: DCID \d+ TLS failed: .+$", mark)
+        assert "Delayed:" not in s.log_since(mark)
+
+
+def test_helo_when_ehlo_is_refused_and_size_when_offered(mailgate, sink):
+    sink.set("EHLO", ["502 5.5.2 what is EHLO", None])
+    s = sink_server(mailgate, sink)
+    mark = s.log_mark()
+    mid = send(s, rcpts=["old@a.example"])
+    finished(s, mid, mark)
+    assert sink.counts["HELO"] == 1
+    first = sink.messages[0]
+    # HELO: no extension, so no SIZE parameter
+    assert first.params == "", first.params
+    assert split_received(first.data)[1] == BODY
+    # once that connection is closed (idle), the next one says EHLO again and uses
+    # SIZE (RFC 1870) with the exact size
+    s.wait_log(r"Info: DCID %d close$" % dcids(s.log_since(mark), mid)[0], mark)
+    mid = send(s, rcpts=["new@a.example"])
+    finished(s, mid, mark)
+    second = sink.messages[1]
+    assert second.conn == 2 and sink.counts["EHLO"] == 2
+    assert re.search(r"(^| )SIZE=%d( |$)" % len(second.data), second.params), \
+        (second.params, len(second.data))
+
+
+def test_8bitmime_passed_on(mailgate, sink):
+    s = sink_server(mailgate, sink)
+    mark = s.log_mark()
+    body = "Subject: caf\u00e9\r\n\r\nna\u00efve \u00fcber \u2603\r\n".encode("utf-8")
+    c = s.connect()
+    c.ehlo()
+    c.mail("sender@back.example", params="BODY=8BITMIME")
+    c.rcpt("eight@a.example")
+    rep = c.data(body + b".\r\n")
+    assert rep.code == 250 and rep.mid is not None, rep
+    c.quit()
+    finished(s, rep.mid, mark)
+    m = sink.messages[0]
+    assert "BODY=8BITMIME" in m.params.split(), m.params
+    assert split_received(m.data)[1] == body
