@@ -14,10 +14,12 @@ sink or the mail log with a deadline."""
 import email
 import email.policy
 import re
+import threading
 
 import pytest
 
 from conftest import HOSTNAME, poll_until, stuff
+from smtpclient import Client
 from smtpsink import BADTLS, DROP, HANG, SmtpSink
 from test_delivery_local import gone, split_received
 from tlsauth import make_cert
@@ -381,3 +383,77 @@ def test_8bitmime_passed_on(mailgate, sink):
     m = sink.messages[0]
     assert "BODY=8BITMIME" in m.params.split(), m.params
     assert split_received(m.data)[1] == body
+
+
+@pytest.mark.parametrize("step,reply,outcome", [
+    ("GREETING", "421 4.3.2 too busy", "Delayed"),
+    ("GREETING", "554 5.7.1 go away", "Bounced"),
+    ("EHLO", "421 4.3.2 shutting down", "Delayed"),
+    ("MAIL", "451 4.3.0 sender check failed", "Delayed"),
+    ("MAIL", "553 5.7.1 sender refused", "Bounced"),
+    ("DATA", "554 5.6.0 no data today", "Bounced"),
+    ("DOT", "452 4.3.1 insufficient storage", "Delayed"),
+    ("DOT", "552 5.3.4 message too big for me", "Bounced"),
+    ("DOT", "250-2.0.0 first line\n250 2.0.0 queued", "done"),
+])
+def test_reply_at_each_step(mailgate, sink, step, reply, outcome):
+    sink.set(step, reply)
+    s = sink_server(mailgate, sink, delivery={"retry_initial": "1h", "retry_max": "1h"})
+    mark = s.log_mark()
+    mid = send(s, sender="", rcpts=["x@a.example", "y@a.example"])
+    code, text = reply.split("\n")[-1][:3], reply.split("\n")[-1][4:]
+    if outcome == "done":
+        finished(s, mid, mark)
+        assert [m.rcpts for m in sink.messages] == [["x@a.example", "y@a.example"]]
+        return
+    for rid in (0, 1):
+        s.wait_log(r"Info: %s: DCID \d+ MID %d to RID \[%d\] - %s\.\d+\.\d+ - .* \('%s', \['%s'\]\)$"
+                   % (outcome, mid, rid, code[0], code, re.escape(text)), mark)
+    if outcome == "Bounced":
+        finished(s, mid, mark)       # a null sender: no DSN
+    else:
+        poll_until(lambda: mid in s.queue_mids() and
+                   (s.spool / "state" / str(mid)).exists(), WAIT, what="deferred on disk")
+    assert sink.messages == []
+
+
+def test_kill9_while_mail_flows(mailgate, sink):
+    """Killed while a client still sends and deliveries are in every stage:
+    after the restart every acknowledged message arrives at least once (a copy
+    the sink took but the server had not yet recorded comes again)."""
+    s = sink_server(mailgate, sink)
+    acked = {}                      # i -> MID, for each 250 the client got
+    stop = threading.Event()
+
+    def client():
+        i = 0
+        try:
+            while not stop.is_set() and i < 200:
+                c = Client(s.host, s.port, 15.0)
+                c.banner()
+                c.ehlo()
+                for _ in range(10):          # max_messages_per_connection
+                    body = b"Subject: flow %d\r\n\r\nflowing message %d\r\n" % (i, i)
+                    acked[i] = c.send_message(rcpts=["f%d@a.example" % i, "g%d@b.example" % i],
+                                              body=body)
+                    i += 1
+                c.quit()
+        except (AssertionError, OSError):
+            pass                             # the server went away mid-conversation
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    sink.wait_messages(20, WAIT)
+    s.kill()
+    stop.set()
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert len(acked) >= 10, acked
+    s.start()
+    for i, mid in sorted(acked.items()):
+        poll_until(lambda: gone(s, mid), WAIT, what="MID %d to leave the queue" % mid)
+    for i in acked:
+        for rcpt in ("f%d@a.example" % i, "g%d@b.example" % i):
+            got = [m for m in sink.messages if rcpt in m.rcpts]
+            assert got, "%s (MID %d) never delivered" % (rcpt, acked[i])
+            assert all(m.data.endswith(b"\r\nflowing message %d\r\n" % i) for m in got)
