@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "bounce_spool.h"
 #include "config.h"
 #include "control.h"
 #include "hoststats.h"
@@ -131,6 +132,7 @@ struct sched {
 	struct sched_dest *dests[SCHED_DEST_BUCKETS];
 	unsigned inflight;			/* batches at agents */
 	uint64_t n_delivered, n_bounced, n_deferred;
+	uint64_t n_rx_msgs, n_rx_rcpts, n_dsns;	/* committed since the start */
 	struct hoststats *hosts;		/* the same, per recipient domain */
 };
 
@@ -1089,6 +1091,12 @@ sched_committed(void *arg, const struct spool_entry *e)
 
 	if (sched_find(s, e->mid) != NULL)
 		return;
+	if (e->listener != NULL && strcmp(e->listener, BOUNCE_SPOOL_LISTENER) == 0)
+		s->n_dsns++;
+	else {
+		s->n_rx_msgs++;
+		s->n_rx_rcpts += e->n_rcpts;
+	}
 	if ((m = sched_add(s, e, NULL)) == NULL) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " not scheduled: out of memory (it is, "
 		    "at the next start)", e->mid);
@@ -1371,7 +1379,10 @@ sched_status(const struct sched *s)
 		for (size_t i = 0; i < m->n_rcpts; i++)
 			pending += !sched_final(m->rcpts[i].state);
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "messages_received", (json_int_t)s->n_rx_msgs,
+	    "recipients_received", (json_int_t)s->n_rx_rcpts,
+	    "dsns_generated", (json_int_t)s->n_dsns,
 	    "messages", (json_int_t)s->n_msgs, "held", (json_int_t)held,
 	    "recipients_pending", (json_int_t)pending, "batches_in_flight", (json_int_t)s->inflight,
 	    "delivered", (json_int_t)s->n_delivered, "bounced", (json_int_t)s->n_bounced,

@@ -106,7 +106,12 @@ void sched_set_bounce(struct sched *, sched_bounce_fn, void *ctx);
  */
 int sched_register_control(struct sched *, struct control *);
 
-/* counters for `mailgate status`: a new object */
+/*
+ * counters for `mailgate status`, a new object: since the start, messages and
+ * recipients received (committed, DSNs apart), DSNs generated, recipients
+ * delivered and bounced, deferrals; now, messages and recipients waiting, held
+ * messages, batches at the agents
+ */
 json_t *sched_status(const struct sched *);
 
 /*

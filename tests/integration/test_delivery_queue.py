@@ -71,6 +71,7 @@ def test_status_counters_move(srv, sink):
     d0 = delivery(srv)
     assert d0["delivered"] == 0 and d0["bounced"] == 0 and d0["deferred"] == 0, d0
     assert d0["messages"] == 0 and d0["recipients_pending"] == 0, d0
+    assert d0["messages_received"] == 0 and d0["dsns_generated"] == 0, d0
 
     mids = [send(srv, ["a%d@ok.example" % i, "b%d@ok.example" % i]) for i in range(3)]
     for mid in mids:
@@ -78,6 +79,8 @@ def test_status_counters_move(srv, sink):
     d = poll_until(lambda: (lambda d: d["delivered"] == 6 and d)(delivery(srv)), WAIT,
                    what="status to count 6 delivered recipients")
     assert d["bounced"] == 0 and d["deferred"] == 0 and d["messages"] == 0, d
+    assert d["messages_received"] == 3 and d["recipients_received"] == 6, d
+    assert d["dsns_generated"] == 0, d
 
     mid = send(srv, ["x@defer.example", "y@bad.example"])
     # the 550 bounces (and its DSN to back.example is delivered), the 451 waits
@@ -85,6 +88,8 @@ def test_status_counters_move(srv, sink):
                             d["delivered"] == 7 and d)(delivery(srv)), WAIT,
                    what="1 deferred, 1 bounced, 7 delivered (the DSN)")
     assert d["messages"] == 1 and d["recipients_pending"] == 1, d
+    assert d["messages_received"] == 4 and d["recipients_received"] == 8, d
+    assert d["dsns_generated"] == 1, d
     st = status(srv)
     assert st["queue"]["messages"] == 1, st
     # the text form shows the same counters
