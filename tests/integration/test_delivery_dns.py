@@ -4,7 +4,8 @@ dnsstub.py on 127.0.0.1 (`dns.resolvers`, an empty hosts file), MX hosts at
 build's MAILGATE_TEST_MX_PORT hook makes the port USEDNS connects to (no test
 can bind port 25). MX preference order, the next MX when one cannot be reached,
 the A record of a domain without MX (RFC 5321 5.1), a null MX (RFC 7505) that
-bounces at once without a connection, and a SERVFAIL that defers. Every query
+bounces at once without a connection, and a SERVFAIL or no answer at all that
+defers. Every query
 the stub saw is one of ours; it is the only resolver in the config."""
 
 import re
@@ -33,6 +34,8 @@ RECORDS = {
     # RFC 7505: "MX 0 ." accepts no mail
     "nullmx.example": {"MX": [(0, ".")], "A": [MX_A]},
     "servfail.example": "SERVFAIL",
+    # the server never answers: dns.timeout, then a deferral
+    "silent.example": "DROP",
     # where the DSNs go (the senders' domain)
     "back.example": {"MX": [(10, "mx-a.pref.example")]},
 }
@@ -154,6 +157,17 @@ def test_servfail_defers(net):
     poll_until(lambda: states(s, mid) == ["deferred"], WAIT, what="the recipient deferred")
     assert mid in s.queue_mids()
     assert "Bounced:" not in s.log_since(mark)
+
+
+def test_unanswered_query_defers(net):
+    s, stub, a, b = net
+    mark = s.log_mark()
+    mid = send(s, ["user@silent.example"])
+    s.wait_log(r"Info: Delayed: DCID 0 MID %d to RID \[0\] - 4\.4\.3 - Other network problem "
+               r"\('000', \['temporary DNS failure looking up the MX of silent\.example'\]\)$"
+               % mid, mark, timeout=WAIT)
+    poll_until(lambda: states(s, mid) == ["deferred"], WAIT, what="the recipient deferred")
+    assert stub.count("silent.example", "MX") >= 1
 
 
 def test_only_the_stub_was_asked(net):
