@@ -99,8 +99,9 @@ hs_grow(struct hoststats *hs)
 	return 0;
 }
 
+/* the row of host, made if need be; past HOSTSTATS_MAX rows "(other)" unless !capped */
 static struct hs_entry *
-hs_get(struct hoststats *hs, const char *host)
+hs_get(struct hoststats *hs, const char *host, bool capped)
 {
 	struct hs_entry *e;
 	size_t len, h;
@@ -111,8 +112,8 @@ hs_get(struct hoststats *hs, const char *host)
 		if (strcasecmp(e->host, host) == 0)
 			return e;
 	/* full: the rest share one row */
-	if (hs->n >= HOSTSTATS_MAX && strcmp(host, HOSTSTATS_OTHER) != 0)
-		return hs_get(hs, HOSTSTATS_OTHER);
+	if (capped && hs->n >= HOSTSTATS_MAX && strcmp(host, HOSTSTATS_OTHER) != 0)
+		return hs_get(hs, HOSTSTATS_OTHER, false);
 	if (hs->n + 1 > hs->n_buckets && hs_grow(hs) == -1)
 		return NULL;
 	len = strlen(host);
@@ -128,17 +129,24 @@ hs_get(struct hoststats *hs, const char *host)
 	return e;
 }
 
-int
-hoststats_add(struct hoststats *hs, const char *host, enum hoststats_col col, uint64_t n)
+static int
+hs_add(struct hoststats *hs, const char *host, enum hoststats_col col, uint64_t n,
+    bool capped)
 {
 	struct hs_entry *e;
 
-	if ((e = hs_get(hs, host)) == NULL) {
+	if ((e = hs_get(hs, host, capped)) == NULL) {
 		errno = ENOMEM;
 		return -1;
 	}
 	e->col[col] += n;
 	return 0;
+}
+
+int
+hoststats_add(struct hoststats *hs, const char *host, enum hoststats_col col, uint64_t n)
+{
+	return hs_add(hs, host, col, n, true);
 }
 
 struct hoststats *
@@ -152,8 +160,9 @@ hoststats_copy(const struct hoststats *src)
 	for (size_t i = 0; i < src->n_buckets; i++)
 		for (e = src->buckets[i]; e != NULL; e = e->next)
 			for (int c = 0; c < HS_NCOLS; c++)
-				if (hoststats_add(hs, e->host, (enum hoststats_col)c,
-				    e->col[c]) == -1) {
+				/* row for row, whatever order the buckets give */
+				if (hs_add(hs, e->host, (enum hoststats_col)c, e->col[c],
+				    false) == -1) {
 					hoststats_free(hs);
 					return NULL;
 				}

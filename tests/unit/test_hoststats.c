@@ -81,7 +81,7 @@ test_col_names(void **state)
 static void
 test_bounded(void **state)
 {
-	struct hoststats *hs = hoststats_new();
+	struct hoststats *hs = hoststats_new(), *cp;
 	json_t *j, *rows;
 	char name[64];
 
@@ -98,6 +98,30 @@ test_bounded(void **state)
 	    HOSTSTATS_OTHER);
 	assert_int_equal(col(json_array_get(rows, 0), "soft_bounced"), 50);
 	json_decref(j);
+
+	/* a copy has the same rows, (other) included; only new hosts go to (other) */
+	cp = hoststats_copy(hs);
+	assert_non_null(cp);
+	assert_int_equal(hoststats_add(cp, "d7.example", HS_ACTIVE, 1), 0);
+	assert_int_equal(hoststats_add(cp, "new.example", HS_ACTIVE, 2), 0);
+	j = hoststats_json(cp, HS_SOFT, 0);
+	assert_int_equal(json_integer_value(json_object_get(j, "total_hosts")), HOSTSTATS_MAX + 1);
+	rows = json_object_get(j, "hosts");
+	for (size_t i = 0; i < json_array_size(rows); i++) {
+		json_t *row = json_array_get(rows, i);
+		const char *h = json_string_value(json_object_get(row, "host"));
+
+		if (strcmp(h, HOSTSTATS_OTHER) == 0) {
+			assert_int_equal(col(row, "soft_bounced"), 50);
+			assert_int_equal(col(row, "active_recipients"), 2);
+		} else {
+			assert_int_equal(col(row, "soft_bounced"), 1);
+			assert_int_equal(col(row, "active_recipients"),
+			    strcmp(h, "d7.example") == 0 ? 1 : 0);
+		}
+	}
+	json_decref(j);
+	hoststats_free(cp);
 	hoststats_free(hs);
 }
 
