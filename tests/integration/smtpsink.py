@@ -82,6 +82,7 @@ class SmtpSink:
         self.transcript = []          # (conn, "C"|"S", line) in order
         self.connections = 0
         self.closed = 0               # connections over (either side closed)
+        self.max_open = 0             # the most connections open at once
         self.counts = {}              # step -> times reached
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -181,6 +182,7 @@ class SmtpSink:
                 self.connections += 1
                 n = self.connections
                 self._conns.add(s)
+                self.max_open = max(self.max_open, self.connections - self.closed)
             t = threading.Thread(target=self._serve, args=(s, n), name="smtpsink-%d" % n,
                                  daemon=True)
             t.start()
@@ -211,15 +213,17 @@ class SmtpSink:
         except (OSError, _Closed):
             pass
         finally:
+            # counted before the close: the peer cannot open its next connection
+            # before this one is counted as over (max_open stays exact)
+            with self._cv:
+                self._conns.discard(s)
+                self.closed += 1
+                self._cv.notify_all()
             for sk in (st.sock, s):       # st.sock: the TLS socket after STARTTLS
                 try:
                     sk.close()
                 except OSError:
                     pass
-            with self._cv:
-                self._conns.discard(s)
-                self.closed += 1
-                self._cv.notify_all()
 
 
 class _Closed(Exception):

@@ -13,6 +13,7 @@ sink or the mail log with a deadline."""
 
 import email
 import email.policy
+import json
 import re
 import threading
 
@@ -457,3 +458,28 @@ def test_kill9_while_mail_flows(mailgate, sink):
             got = [m for m in sink.messages if rcpt in m.rcpts]
             assert got, "%s (MID %d) never delivered" % (rcpt, acked[i])
             assert all(m.data.endswith(b"\r\nflowing message %d\r\n" % i) for m in got)
+
+
+# ------------------------------------------------------------------ connection limits
+
+@pytest.mark.parametrize("limit", ["max_connections_per_destination", "max_connections"])
+def test_connection_limit(mailgate, sink, limit):
+    """With the limit at 1, one connection at a time, whatever waits; each
+    message still goes out once the one ahead is done."""
+    sink.set("DOT", [HANG, None])
+    s = sink_server(mailgate, sink, delivery=dict(FAST, **{limit: 1}))
+    mark = s.log_mark()
+    doms = ["a.example"] * 3 if limit == "max_connections_per_destination" else \
+        ["a.example", "b.example", "c.example"]
+    mids = [send(s, rcpts=["u%d@%s" % (i, d)]) for i, d in enumerate(doms)]
+    sink.wait_count("DOT", 1, WAIT)
+    # everything is committed and the first delivery hangs: the rest wait their turn
+    d = poll_until(lambda: (lambda d: d["messages"] == 3 and d)(
+        json.loads(s.cli("status", "--json").stdout)["delivery"]), WAIT, what="3 messages")
+    assert d["batches_in_flight"] == 1, d
+    sink.release()
+    for mid in mids:
+        finished(s, mid, mark)
+    assert sink.max_open == 1, sink.max_open
+    assert sorted(r for m in sink.messages for r in m.rcpts) == \
+        sorted("u%d@%s" % (i, d) for i, d in enumerate(doms))
