@@ -1389,6 +1389,14 @@ sched_status(const struct sched *s)
 	    "deferred", (json_int_t)s->n_deferred);
 }
 
+void
+sched_counters(const struct sched *s, struct sched_counters *c)
+{
+	*c = (struct sched_counters){ .messages_received = s->n_rx_msgs,
+	    .recipients_received = s->n_rx_rcpts, .dsns_generated = s->n_dsns,
+	    .delivered = s->n_delivered, .bounced = s->n_bounced, .deferred = s->n_deferred };
+}
+
 struct hoststats *
 sched_hoststats(const struct sched *s)
 {

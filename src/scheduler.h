@@ -114,6 +114,14 @@ int sched_register_control(struct sched *, struct control *);
  */
 json_t *sched_status(const struct sched *);
 
+/* the counters that only grow, since the start (for rates) */
+struct sched_counters {
+	uint64_t messages_received, recipients_received, dsns_generated;
+	uint64_t delivered, bounced, deferred;
+};
+
+void sched_counters(const struct sched *, struct sched_counters *);
+
 /*
  * For `mailgate tophosts`: a new table (hoststats.h) with each recipient
  * domain's delivered, soft and hard bounced counts since the start and its

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
+#include "rates.h"
 #include "scheduler.h"
 #include "mta_session.h"
 #include "bounce_spool.h"
@@ -51,6 +53,48 @@
  */
 static struct sched *server_sched;
 static struct mta *server_mta;
+
+/* the 1, 5 and 15 minute rates of `status`: the scheduler's counters, sampled each minute */
+enum { RATE_MSGS, RATE_RCPTS, RATE_DELIVERED, RATE_BOUNCED, RATE_N };
+static const char *const server_rate_names[RATE_N] = {
+	"messages_received", "recipients_received", "recipients_delivered",
+	"recipients_bounced",
+};
+static struct rates server_rates;
+static struct event *server_ev_rates;
+
+static int64_t
+server_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+server_rate_values(uint64_t *v)
+{
+	struct sched_counters c;
+
+	sched_counters(server_sched, &c);
+	v[RATE_MSGS] = c.messages_received;
+	v[RATE_RCPTS] = c.recipients_received;
+	v[RATE_DELIVERED] = c.delivered;
+	v[RATE_BOUNCED] = c.bounced;
+}
+
+static void
+server_rates_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v[RATE_N];
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	server_rate_values(v);
+	rates_sample(&server_rates, server_now(), v);
+}
 
 /* the scheduler's SMTP agent: the batch is taken, done() comes later on the loop */
 static int
@@ -224,11 +268,26 @@ server_ctl_status(void *arg, const json_t *args, char *err, size_t errlen)
 	json_decref(ls);
 	/* what delivery did since the start, and what it is doing */
 	if (res != NULL && server_sched != NULL) {
-		json_t *d = sched_status(server_sched);
+		json_t *d = sched_status(server_sched), *r;
+		uint64_t v[RATE_N];
 
-		if (d == NULL || (server_mta != NULL && json_object_set_new(d, "connections_out",
-		    json_integer((json_int_t)mta_connections(server_mta))) == -1) ||
-		    json_object_set_new(res, "delivery", d) == -1) {
+		bool bad;
+
+		server_rate_values(v);
+		r = rates_json(&server_rates, server_now(), v, server_rate_names);
+		bad = d == NULL || r == NULL;
+		if (!bad && server_mta != NULL)
+			bad = json_object_set_new(d, "connections_out",
+			    json_integer((json_int_t)mta_connections(server_mta))) == -1;
+		if (bad) {
+			json_decref(d);
+			json_decref(r);
+		} else {
+			/* json_object_set_new() takes the reference, even when it fails */
+			bad = json_object_set_new(res, "delivery", d) == -1;
+			bad = json_object_set_new(res, "rates_per_minute", r) == -1 || bad;
+		}
+		if (bad) {
 			json_decref(res);
 			res = NULL;
 		}
@@ -349,6 +408,9 @@ server_cleanup(struct server *srv)
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
+	if (server_ev_rates != NULL)
+		event_free(server_ev_rates);
+	server_ev_rates = NULL;
 	/* the SMTP agent goes before this: it must not hold a batch the scheduler frees */
 	sched_free(server_sched);
 	server_sched = NULL;
@@ -426,6 +488,16 @@ server_run(struct config *cfg, const char *config_path)
 		goto fail_mem;
 	sched_set_smtp_agent(server_sched, server_smtp_agent, server_mta);
 	sched_set_bounce(server_sched, bounce_spool_hook, &srv);
+	{
+		static const struct timeval minute = { 60, 0 };
+		uint64_t v[RATE_N];
+
+		server_rate_values(v);
+		rates_init(&server_rates, RATE_N, server_now(), v);
+		if ((server_ev_rates = event_new(srv.base, -1, EV_PERSIST, server_rates_cb,
+		    NULL)) == NULL || event_add(server_ev_rates, &minute) == -1)
+			goto fail_mem;
+	}
 	if ((srv.hosts = hostcount_new()) == NULL ||
 	    (srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
 		goto fail_mem;

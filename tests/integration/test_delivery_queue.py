@@ -81,6 +81,12 @@ def test_status_counters_move(srv, sink):
     assert d["bounced"] == 0 and d["deferred"] == 0 and d["messages"] == 0, d
     assert d["messages_received"] == 3 and d["recipients_received"] == 6, d
     assert d["dsns_generated"] == 0, d
+    # a young server's rates are over its life so far: above zero once mail came
+    rates = status(srv)["rates_per_minute"]
+    assert rates["windows"] == [1, 5, 15], rates
+    for key in ("messages_received", "recipients_received", "recipients_delivered"):
+        assert len(rates[key]) == 3 and all(x > 0 for x in rates[key]), rates
+    assert rates["recipients_bounced"] == [0, 0, 0], rates
 
     mid = send(srv, ["x@defer.example", "y@bad.example"])
     # the 550 bounces (and its DSN to back.example is delivered), the 451 waits
@@ -99,6 +105,8 @@ def test_status_counters_move(srv, sink):
     assert re.search(r"^delivery:$", text, re.M), text
     assert re.search(r"^  delivered: +7$", text, re.M), text
     assert re.search(r"^  bounced: +1$", text, re.M), text
+    assert re.search(r"^rates_per_minute:\n  windows: +1, 5, 15$", text, re.M), text
+    assert re.search(r"^  recipients_bounced: +[0-9.]+, [0-9.]+, [0-9.]+$", text, re.M), text
     assert mid in srv.queue_mids()
 
 
