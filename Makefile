@@ -8,7 +8,7 @@ PYTHON  ?= /usr/bin/python3
 PYTEST  ?= $(PYTHON) -m pytest
 MESON   ?= meson
 
-.PHONY: all build run test deps test-deps unit integration clang-check test-tls clean
+.PHONY: all build run test deps test-deps unit integration clang-check lint test-tls clean
 
 all: build
 
@@ -38,6 +38,11 @@ build-clang/build.ninja:
 clang-check: build-clang/build.ninja
 	ninja -C build-clang
 
+# clang-tidy and cppcheck (scripts/lint; the check list and its reasons are in .clang-tidy)
+lint: build-clang/build.ninja
+	ninja -C build-clang
+	./scripts/lint build-clang
+
 unit: build-test/build.ninja
 	ninja -C build-test
 	$(MESON) test -C build-test --suite unit --print-errorlogs
@@ -48,8 +53,10 @@ integration: build-test/build.ninja
 
 test: test-deps
 	$(MAKE) --no-print-directory clang-check
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory fuzz-smoke FUZZ_SMOKE_SECONDS=10
 
 # testssl.sh against STARTTLS (a few minutes, so not part of `make test`)
 test-tls: test-deps build/build.ninja
@@ -57,12 +64,12 @@ test-tls: test-deps build/build.ninja
 	./tests/tls/testssl-check ./build/mailgate
 
 clean:
-	rm -rf build build-test build-clang
+	rm -rf build build-test build-clang build-fuzz
 
 # libFuzzer targets (fuzz/README.md), built with clang in their own build dir.
 #   make fuzz          every target for FUZZ_SECONDS (default 60) each; fails on any
 #                      crash, leak, sanitizer report or timeout (inputs in fuzz/out/)
-#   make fuzz-smoke    the same for 20 s each (CI)
+#   make fuzz-smoke    the same for 20 s each (make test runs it at 10 s each)
 #   make fuzz-merge    add what fuzz/out/corpus found to the seed corpora in fuzz/corpus
 # FUZZ_TARGETS="data session" picks targets.
 FUZZ_SECONDS ?= 60
@@ -78,8 +85,9 @@ fuzz: test-deps build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz
 	./fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+FUZZ_SMOKE_SECONDS ?= 20
 fuzz-smoke:
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
 fuzz-merge: build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz

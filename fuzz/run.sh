@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${FUZZ_BUILD:-build-fuzz}/fuzz
 OUT=fuzz/out
-ALL="command params auth data config spool_read spool_roundtrip session"
+ALL="command params auth data config spool_read spool_roundtrip session client_reply"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -26,6 +26,7 @@ flags() {
 	session) echo "-dict=fuzz/dict/smtp.dict -max_len=8192" ;;
 	config) echo "-dict=fuzz/dict/config.dict -max_len=8192" ;;
 	data) echo "-max_len=16384" ;;
+	client_reply) echo "-max_len=8192" ;;
 	*) echo "-max_len=4096" ;;
 	esac
 }

@@ -269,6 +269,23 @@ SESSION = {
     "max-messages": sess(0, b"EHLO a\r\n", *[MAILTX + b"DATA\r\n", b".\r\n"] * 5),
 }
 
+# ---- server replies (fuzz_client_reply): byte 0 seeds the splits (0: bytes) ----
+EHLO_REPLY = ("250-mx.example.com Hello\r\n250-PIPELINING\r\n250-SIZE 10485760\r\n"
+              "250-8BITMIME\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+              "250-CHUNKING\r\n250 DSN\r\n")
+CLIENT_REPLY = {
+    "banner": "\x07220 mx.example.com ESMTP\r\n",
+    "ehlo": "\x00" + EHLO_REPLY,
+    "pipelined": "\x11250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",
+    "bare-code": "\x03250\r\n221\n",
+    "bare-lf": "\x05250-a\n250 b\n",
+    "mixed-codes": "\x01250-a\r\n251 b\r\n",
+    "not-a-reply": "\x02HTTP/1.1 400 Bad Request\r\n",
+    "overlong": "\x09250 " + "x" * 2100 + "\r\n",
+    "many-lines": "\x0d" + "250-x\r\n" * 101 + "250 y\r\n",
+    "enhanced": "\x04451 4.3.0 try later\r\n",
+}
+
 
 def main():
     for name, data in COMMANDS.items():
@@ -287,6 +304,8 @@ def main():
         write("spool_roundtrip", name, data)
     for name, data in SESSION.items():
         write("session", name, data)
+    for name, data in CLIENT_REPLY.items():
+        write("client_reply", name, data)
     return 0
 
 

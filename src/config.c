@@ -55,7 +55,7 @@ static const char *const type_names[] = {
 #define FIELD(st, m, t, ...) { .name = #m, .type = t, .off = offsetof(st, m), __VA_ARGS__ }
 #define LIST(st, m, ...) { .name = #m, .type = F_STRLIST, .off = offsetof(st, m), \
 	.off_n = offsetof(st, n_##m), __VA_ARGS__ }
-#define SPECIAL(n) { .name = n, .type = F_SPECIAL }
+#define SPECIAL(n) { .name = (n), .type = F_SPECIAL }
 
 static int check_hostname(const char *, char *, size_t);
 static int check_resolver(const char *, char *, size_t);

@@ -142,11 +142,12 @@ print_fields(FILE *fp, const struct field *tab, const void *base, int indent,
     print_special_fn special)
 {
 	for (const struct field *f = tab; f->name != NULL; f++) {
-		if (f->type == F_SPECIAL ? special == NULL : !has_value(f, base) &&
-		    f->type != F_GROUP)
+		bool is_special = f->type == F_SPECIAL;
+
+		if (is_special ? special == NULL : !has_value(f, base) && f->type != F_GROUP)
 			continue;
 		fprintf(fp, "%*s%s = ", indent < 0 ? 0 : indent, "", f->name);
-		if (f->type == F_SPECIAL)
+		if (is_special)
 			special(fp, f, base, indent);
 		else
 			print_value(fp, f, base, indent);

@@ -550,7 +550,10 @@ control_register(struct control *ctl, const char *command, control_handler fn, v
 		return -1;
 	}
 	ctl->cmds = cmds;
-	cmds[ctl->n_cmds++] = (struct control_command){ name, fn, arg };
+	cmds[ctl->n_cmds].name = name;
+	cmds[ctl->n_cmds].fn = fn;
+	cmds[ctl->n_cmds].arg = arg;
+	ctl->n_cmds++;
 	return 0;
 }
 
@@ -562,6 +565,7 @@ control_close(struct control *ctl)
 	if (ctl == NULL)
 		return;
 	while (ctl->conns != NULL)
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): the head has no prev, which the analyzer does not know */
 		control_conn_free(ctl->conns);
 	if (ctl->evl)
 		evconnlistener_free(ctl->evl);

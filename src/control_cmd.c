@@ -295,6 +295,7 @@ control_is_scalar(const json_t *v)
 static void
 control_put_scalar(FILE *f, const json_t *v)
 {
+	/* cppcheck-suppress nullPointerRedundantCheck ; callers pass a value: control_call's status 0 comes with a result */
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		control_put(f, json_string_value(v), false);

@@ -38,7 +38,7 @@ struct listen_socket {
 static void
 local_text(int fd, char *out, size_t cap)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = { 0 };
 	socklen_t len = sizeof(ss);
 
 	out[0] = '\0';

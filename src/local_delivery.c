@@ -216,7 +216,7 @@ local_maildir_one(struct local_agent *la, const char *root, int rootfd, int in,
     const struct delivery_batch *b, struct delivery_rcpt *r)
 {
 	char box[LOCAL_NAME_MAX], file[LOCAL_NAME_MAX + 64];
-	int boxfd = -1, tmpfd = -1, newfd = -1, fd = -1, e;
+	int boxfd = -1, tmpfd = -1, newfd = -1, fd, e;
 	const char *what;
 
 	if (local_mailbox_name(r->address, box, sizeof(box)) == -1) {
@@ -240,19 +240,16 @@ local_maildir_one(struct local_agent *la, const char *root, int rootfd, int in,
 	if (local_copy(fd, in, b->data_offset, b->size) == -1 || fsync(fd) == -1) {
 		e = errno;
 		close(fd);
-		fd = -1;
 		unlinkat(tmpfd, file, 0);
 		errno = e;
 		goto fail;
 	}
 	if (close(fd) == -1) {
-		fd = -1;
 		e = errno;
 		unlinkat(tmpfd, file, 0);
 		errno = e;
 		goto fail;
 	}
-	fd = -1;
 	/* the file is whole on disk: only now may a reader of new/ see it */
 	what = "cannot move the message into new/";
 	if (renameat(tmpfd, file, newfd, file) == -1) {
@@ -369,6 +366,7 @@ local_done_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_CONCAT(&done, &la->done, entry);
 	pthread_mutex_unlock(&la->mu);
 	while ((j = TAILQ_FIRST(&done)) != NULL) {
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): the analyzer loses the list's links (a known false positive on sys/queue.h) */
 		struct delivery_batch *b = j->batch;
 		struct log_ids ids = { .mid = b->mid, .rid = -1 };
 

@@ -257,6 +257,7 @@ mta_job_mx_done(struct mta_job *j)
 	if (temp_host != NULL)
 		mta_job_failf(j, DELIVERY_TEMPFAIL, 0, "4.4.3",
 		    "temporary DNS failure looking up the address of %s", temp_host);
+	/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): names[i] is set for every i < n_mx */
 	else if (j->n_mx == 1 && strcasecmp(j->names[0], domain) == 0)
 		mta_job_failf(j, DELIVERY_PERMFAIL, 0, "5.4.4",
 		    "%s has no MX and no address record", domain);

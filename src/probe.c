@@ -429,7 +429,7 @@ probe_explain(struct probe *p)
 {
 	struct explain_match m[EXPLAIN_MAX];
 	char query[PROBE_LINE_MAX * 3], label[64], rfc[200];
-	size_t n, q = 0;
+	size_t q = 0;
 	json_t *o;
 
 	/* the code and the text of every line ("550-5.1.1 a" "550 5.1.1 b") */
@@ -441,7 +441,7 @@ probe_explain(struct probe *p)
 	}
 	if (q >= sizeof(query))
 		query[sizeof(query) - 1] = '\0';
-	if ((n = explain_lookup(query, m, EXPLAIN_MAX)) == 0)
+	if (explain_lookup(query, m, EXPLAIN_MAX) == 0)
 		return json_null();
 	explain_label(&m[0], label, sizeof(label));
 	probe_say(p, NULL, "   -> %s", m[0].why);

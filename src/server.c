@@ -406,6 +406,7 @@ server_cleanup(struct server *srv)
 	if (srv->tls)
 		tls_store_free(srv->tls);
 	for (size_t i = 0; i < srv->n_listeners; i++)
+		/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): n_listeners > 0 only once listeners is allocated */
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
 	if (server_ev_rates != NULL)

@@ -1625,8 +1625,10 @@ spool_parse_time(const char *s, time_t *out)
 	int n = -1;
 
 	memset(&tm, 0, sizeof(tm));
-	if (strlen(s) != 20 ||
-	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	if (strlen(s) != 20)
+		return false;
+	/* NOLINTNEXTLINE(cert-err34-c): every one of the 20 characters is checked below */
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
 	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 20)
 		return false;
 	for (int i = 0; i < 20; i++) {

@@ -87,8 +87,8 @@ void
 util_human_size(char *out, size_t cap, uint64_t n)
 {
 	static const char units[] = "KMGTP";
-	double v = (double)n;
-	int u = -1;
+	double v = (double)n / 1024;
+	int u = 0;
 
 	if (n < 1024) {
 		snprintf(out, cap, "%llu", (unsigned long long)n);
