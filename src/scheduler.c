@@ -763,7 +763,7 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 	time_t deadline = m->arrival + (time_t)dc->max_lifetime;
 	char enh[16], text[sizeof(sb->b.rcpts[0].reply)], *buf;
 	bool record = !sb->ours;
-	size_t len = 0;
+	size_t len = 0, skip;
 	int n;
 
 	if (m->deleted) {
@@ -817,8 +817,14 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 		}
 		util_strlcpy(o->enhanced, enh, sizeof(o->enhanced));
 		sched_clean(text, sizeof(text), d->reply);
+		/* "451 4.2.2 4.2.2 mailbox full": a server's text often starts with the code */
+		skip = strlen(enh);
+		if (strncmp(text, enh, skip) != 0 || text[skip] != ' ')
+			skip = 0;
+		else
+			skip++;
 		snprintf(o->reason, sizeof(o->reason), "%03d %s %s",
-		    d->code >= 0 && d->code < 1000 ? d->code : 0, enh, text);
+		    d->code >= 0 && d->code < 1000 ? d->code : 0, enh, text + skip);
 		sched_log_outcome(sb, d, o, enh, w);
 		if (o->state != SPOOL_RCPT_DEFERRED)
 			record = true;
