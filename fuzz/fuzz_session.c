@@ -3,11 +3,11 @@
  * (smtp_session.c, smtp_tx.c, smtp_auth.c, data.c, the spool and AUTH threads),
  * so the fuzzer explores command sequences, not single parsers.
  *
- * The transport: io.c only knows sockets (a libevent bufferevent on an fd), so
- * each input gets a socketpair(AF_UNIX): one end goes to smtp_session_accept()
- * as if a listener had accepted it, the other is the client, driven here on the
- * same real event_base. Nothing leaves the process, and one input costs a few
- * hundred microseconds. The server around the session is the real struct
+ * The transport is in memory: each input gets a libevent bufferevent_pair. One
+ * end goes to smtp_session_accept_bev() as if a listener had accepted it (io.c
+ * runs on it exactly as on a socket's bufferevent), the other is the client,
+ * driven here on the same real event_base. No socket, no system call per
+ * byte: nothing leaves the process. The server around the session is the real struct
  * server with what a session touches: the config (one, loaded at start), the
  * spool (a private directory under /dev/shm, emptied after every input), the
  * per-host counts, and AUTH with one user; no DNS (reverse_lookups = false)
@@ -19,7 +19,7 @@
  * is what the client sends, after the banner. A 0xFF byte is
  * not sent: it means "wait until the server has answered everything so far",
  * so the fuzzer can both pipeline (no 0xFF) and wait for the 354 (0xFF after
- * DATA). At the end the client half-closes and the session must go away.
+ * DATA). At the end the client ends its input (EOF) and the session must go away.
  *
  * Checked after every input, besides ASan/UBSan/LSan: every reply line is
  * "NNN" + " " or "-", printable, CRLF-ended and at most 512 octets; the
@@ -39,11 +39,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -114,13 +114,9 @@ static int log_format = -1;
 
 /* the client end */
 static struct client {
-	int fd;
-	struct event *rd, *wr;
+	struct bufferevent *bev;
 	char *replies;
 	size_t rlen;
-	const uint8_t *out;		/* what is still to be sent of the current chunk */
-	size_t outlen;
-	bool eof;			/* the server closed */
 	unsigned long reads;		/* read callbacks that got bytes */
 } cl;
 
@@ -175,7 +171,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
 	snprintf(dir, sizeof(dir), "%s/mailgate-fuzz-XXXXXX", tmp);
 	if (mkdtemp(dir) == NULL)
 		abort();
@@ -212,49 +207,28 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static void
-client_read(evutil_socket_t fd, short what, void *arg)
+client_read(struct bufferevent *bev, void *arg)
 {
-	char buf[16384];
-	ssize_t n;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in), take = n;
 
-	(void)what;
 	(void)arg;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		size_t take = (size_t)n;
-		if (take > REPLY_CAP - cl.rlen)
-			take = REPLY_CAP - cl.rlen;
-		memcpy(cl.replies + cl.rlen, buf, take);
-		cl.rlen += take;
-		cl.reads++;
-	}
-	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
-		cl.eof = true;
-		event_del(cl.rd);
-	}
+	if (n == 0)
+		return;
+	if (take > REPLY_CAP - cl.rlen)
+		take = REPLY_CAP - cl.rlen;
+	evbuffer_remove(in, cl.replies + cl.rlen, take);
+	evbuffer_drain(in, n - take);
+	cl.rlen += take;
+	cl.reads++;
 }
 
 static void
-client_write(evutil_socket_t fd, short what, void *arg)
+client_event(struct bufferevent *bev, short what, void *arg)
 {
-	ssize_t n;
-
+	(void)bev;
 	(void)what;
 	(void)arg;
-	while (cl.outlen > 0) {
-		n = write(fd, cl.out, cl.outlen);
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			cl.outlen = 0;		/* the server is gone: drop the rest */
-			break;
-		}
-		cl.out += n;
-		cl.outlen -= (size_t)n;
-	}
-	if (cl.outlen == 0)
-		event_del(cl.wr);
-	else
-		event_add(cl.wr, NULL);
 }
 
 static struct smtp_session *
@@ -269,24 +243,23 @@ session(void)
  * thread (the disk, a password hash) is waited for.
  */
 static void
-settle(int server_fd)
+settle(void)
 {
 	int idle = 0;
 
 	for (int i = 0; i < 100000 && idle < 4; i++) {
 		struct smtp_session *s = session();
 		unsigned long reads = cl.reads;
-		int pending = 0;
+		size_t unsent = evbuffer_get_length(bufferevent_get_output(cl.bev));
 
 		if (s != NULL && (s->state == S_COMMIT || s->state == S_AUTH_WAIT)) {
 			event_base_loop(base, EVLOOP_ONCE);
 			idle = 0;
 			continue;
 		}
-		if (s != NULL && s->state != S_CLOSING && ioctl(server_fd, FIONREAD, &pending) == -1)
-			pending = 0;
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		if (cl.reads == reads && pending == 0 && cl.outlen == 0)
+		if (cl.reads == reads &&
+		    evbuffer_get_length(bufferevent_get_output(cl.bev)) == unsent)
 			idle++;
 		else
 			idle = 0;
@@ -378,7 +351,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	const char *peer;
-	int sv[2], fmt;
+	int fmt;
 	size_t i, start;
 
 	if (size < 1)
@@ -408,47 +381,37 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sslen = sizeof(*s4);
 	}
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
-		abort();
-	cl.fd = sv[1];
-	cl.rlen = 0;
-	cl.out = NULL;
-	cl.outlen = 0;
-	cl.eof = false;
-	cl.reads = 0;
-	cl.rd = event_new(base, cl.fd, EV_READ | EV_PERSIST, client_read, NULL);
-	cl.wr = event_new(base, cl.fd, EV_WRITE, client_write, NULL);
-	if (cl.rd == NULL || cl.wr == NULL || event_add(cl.rd, NULL) == -1)
-		abort();
-	if (cl.replies == NULL && (cl.replies = malloc(REPLY_CAP)) == NULL)
-		abort();
+	struct bufferevent *pair[2];
 
-	smtp_session_accept(&lsn, sv[0], (struct sockaddr *)&ss, sslen, "127.0.0.1:2525");
+	if (bufferevent_pair_new(base, BEV_OPT_DEFER_CALLBACKS, pair) == -1)
+		abort();
+	cl.bev = pair[1];
+	cl.rlen = 0;
+	cl.reads = 0;
+	bufferevent_setcb(cl.bev, client_read, NULL, client_event, NULL);
+	bufferevent_enable(cl.bev, EV_READ | EV_WRITE);
+
+	smtp_session_accept_bev(&lsn, pair[0], (struct sockaddr *)&ss, sslen, "127.0.0.1:2525");
 	/* the banner first: a client that talks before it is refused, as it should be */
-	settle(sv[0]);
+	settle();
 
 	for (start = i = 0; i <= size; i++) {
 		if (i < size && data[i] != WAIT_BYTE)
 			continue;
-		if (i > start && !cl.eof) {
-			cl.out = data + start;
-			cl.outlen = i - start;
-			client_write(cl.fd, EV_WRITE, NULL);
-			settle(sv[0]);
+		if (i > start && session() != NULL) {
+			bufferevent_write(cl.bev, data + start, i - start);
+			settle();
 		}
 		start = i + 1;
 	}
 
-	/* the client is done: half-close, and the session must end */
-	shutdown(cl.fd, SHUT_WR);
+	/* the client is done: end of input (the server sees EOF), and the session must end */
+	bufferevent_flush(cl.bev, EV_WRITE, BEV_FINISHED);
 	while (session() != NULL)
 		event_base_loop(base, EVLOOP_ONCE);
-	/* the rest of the replies, the close, and any commit still in flight */
-	event_del(cl.wr);
-	while (!cl.eof && event_base_loop(base, EVLOOP_ONCE) == 0)
-		;
-	event_del(cl.rd);
+	/* the rest of the replies, and any commit still in flight */
 	event_base_dispatch(base);
+	client_read(cl.bev, NULL);
 
 	FUZZ_CHECK(srv.n_sessions == 0 && lsn.n_sessions == 0 && srv.sessions == NULL,
 	    "sessions %u/%u left", srv.n_sessions, lsn.n_sessions);
@@ -457,8 +420,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_replies();
 	check_spool();
 
-	event_free(cl.rd);
-	event_free(cl.wr);
-	close(cl.fd);
+	bufferevent_free(cl.bev);
 	return 0;
 }

@@ -32,7 +32,7 @@
 struct io {
 	struct bufferevent *bev;		/* the socket, or the TLS filter over it */
 	struct event_base *base;
-	int fd;
+	int fd;					/* -1 without a socket (io_new_bev) */
 	SSL *ssl;				/* owned by the filter bufferevent */
 	void (*tls_done)(void *arg, bool ok);	/* while the handshake runs */
 	char tls_err[160];
@@ -156,28 +156,55 @@ io_eventcb(struct bufferevent *bev, short what, void *arg)
 	io->cb->closed(io->arg);
 }
 
-struct io *
-io_new(struct event_base *base, int fd, const struct io_callbacks *cb, void *arg)
+static struct io *
+io_alloc(struct event_base *base, const struct io_callbacks *cb, void *arg)
 {
 	struct io *io = calloc(1, sizeof(*io));
 
 	if (io == NULL)
 		return NULL;
-	io->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (io->bev == NULL) {
-		free(io);
-		return NULL;
-	}
-	io->fd = fd;
+	io->fd = -1;
 	io->base = base;
 	io->cb = cb;
 	io->arg = arg;
+	return io;
+}
+
+static struct io *
+io_attach(struct io *io, struct bufferevent *bev)
+{
+	io->bev = bev;
 	/* drained fires when the output is empty again */
 	bufferevent_setwatermark(io->bev, EV_WRITE, 0, 0);
 	bufferevent_setwatermark(io->bev, EV_READ, 0, IO_INPUT_HIGH);
 	bufferevent_setcb(io->bev, io_readcb, io_writecb, io_eventcb, io);
 	bufferevent_enable(io->bev, EV_READ | EV_WRITE);
 	return io;
+}
+
+struct io *
+io_new(struct event_base *base, int fd, const struct io_callbacks *cb, void *arg)
+{
+	struct io *io = io_alloc(base, cb, arg);
+	struct bufferevent *bev;
+
+	if (io == NULL)
+		return NULL;
+	if ((bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		free(io);
+		return NULL;
+	}
+	io->fd = fd;
+	return io_attach(io, bev);
+}
+
+struct io *
+io_new_bev(struct event_base *base, struct bufferevent *bev, const struct io_callbacks *cb,
+    void *arg)
+{
+	struct io *io = io_alloc(base, cb, arg);
+
+	return io == NULL ? NULL : io_attach(io, bev);
 }
 
 void
@@ -199,7 +226,7 @@ io_pending(struct io *io)
 {
 	int n = 0;
 
-	if (ioctl(io->fd, FIONREAD, &n) == -1 || n < 0)
+	if (io->fd == -1 || ioctl(io->fd, FIONREAD, &n) == -1 || n < 0)
 		n = 0;
 	return (size_t)n + evbuffer_get_length(bufferevent_get_input(io->bev));
 }

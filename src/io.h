@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct bufferevent;
 struct event_base;
 struct evbuffer;
 struct io;
@@ -32,6 +33,13 @@ enum io_line_result {
 };
 
 struct io *io_new(struct event_base *, int fd, const struct io_callbacks *, void *arg);
+/*
+ * A transport that is a bufferevent already, with no socket under it (one end of
+ * a bufferevent_pair: the session fuzzer's in-memory client). The io owns it once
+ * this succeeds; on NULL the caller still does.
+ */
+struct io *io_new_bev(struct event_base *, struct bufferevent *, const struct io_callbacks *,
+    void *arg);
 void io_free(struct io *);
 
 /* bytes waiting to be read (before the first read, as the kernel reports them) */

@@ -31,6 +31,7 @@
 #include "hoststats.h"
 #include "auth.h"
 #include "tls.h"
+#include "util.h"
 #include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
@@ -257,20 +258,21 @@ server_ctl_status(void *arg, const json_t *args, char *err, size_t errlen)
 			ls = NULL;
 		}
 	}
-	res = ls == NULL ? NULL : json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:O}",
+	res = ls == NULL ? NULL : json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:I, s:I}, s:O}",
 	    "pid", (json_int_t)getpid(),
 	    "uptime", (json_int_t)(now.tv_sec - srv->started.tv_sec),
 	    "sessions", (json_int_t)srv->n_sessions,
 	    "connections_total", (json_int_t)srv->next_icid,
 	    "queue", "messages", (json_int_t)spool_count(srv->spool),
 	    "bytes", (json_int_t)spool_bytes(srv->spool),
+	    "memory", "rss", (json_int_t)util_rss_bytes(),
+	    "heap", (json_int_t)util_heap_bytes(),
 	    "listeners", ls);
 	json_decref(ls);
 	/* what delivery did since the start, and what it is doing */
 	if (res != NULL && server_sched != NULL) {
 		json_t *d = sched_status(server_sched), *r;
 		uint64_t v[RATE_N];
-
 		bool bad;
 
 		server_rate_values(v);

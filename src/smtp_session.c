@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
@@ -337,6 +338,8 @@ session_auth_offered(const struct smtp_session *s)
 
 static void session_identify(struct smtp_session *);
 static void session_identified(void *, const char *, bool);
+static void session_discard(struct smtp_session *);
+static void session_start(struct smtp_session *, struct listener *);
 
 static void
 tls_done(void *arg, bool ok)
@@ -876,17 +879,16 @@ session_identified(void *arg, const char *name, bool verified)
 	session_admit(s, name, verified);
 }
 
-void
-smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen,
+/* a session with its timers, not yet counted nor with a transport */
+static struct smtp_session *
+session_new(struct listener *l, const struct sockaddr *sa, socklen_t salen,
     const char *local_text)
 {
 	struct server *srv = l->srv;
 	struct smtp_session *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
-		return;
-	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);
@@ -896,29 +898,71 @@ smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, sockl
 	hat_addr_from_sockaddr(sa, &s->haddr);
 	util_strlcpy(s->local, local_text, sizeof(s->local));
 	s->state = S_LOOKUP;
-	s->io = io_new(srv->base, fd, &session_io, s);
 	s->ev_command = evtimer_new(srv->base, on_command_timeout, s);
 	s->ev_lifetime = evtimer_new(srv->base, on_lifetime, s);
 	s->ev_greet = evtimer_new(srv->base, on_greet, s);
 	if (s->lc->public)
 		s->ev_injection = evtimer_new(srv->base, on_injection, s);
-	if (s->io == NULL || s->ev_command == NULL || s->ev_lifetime == NULL ||
-	    s->ev_greet == NULL || (s->lc->public && s->ev_injection == NULL)) {
-		if (s->io == NULL)
-			close(fd);
-		if (s->ev_injection)
-			event_free(s->ev_injection);
-		if (s->ev_command)
-			event_free(s->ev_command);
-		if (s->ev_lifetime)
-			event_free(s->ev_lifetime);
-		if (s->ev_greet)
-			event_free(s->ev_greet);
-		io_free(s->io);
-		config_unref(s->cfg);
-		free(s);
+	if (s->ev_command == NULL || s->ev_lifetime == NULL || s->ev_greet == NULL ||
+	    (s->lc->public && s->ev_injection == NULL)) {
+		session_discard(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* undo session_new (the transport, if any, is the caller's) */
+static void
+session_discard(struct smtp_session *s)
+{
+	if (s->ev_injection)
+		event_free(s->ev_injection);
+	if (s->ev_command)
+		event_free(s->ev_command);
+	if (s->ev_lifetime)
+		event_free(s->ev_lifetime);
+	if (s->ev_greet)
+		event_free(s->ev_greet);
+	config_unref(s->cfg);
+	free(s);
+}
+
+void
+smtp_session_accept(struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen,
+    const char *local_text)
+{
+	struct smtp_session *s = session_new(l, sa, salen, local_text);
+
+	if (s == NULL || (s->io = io_new(l->srv->base, fd, &session_io, s)) == NULL) {
+		if (s != NULL)
+			session_discard(s);
+		close(fd);
 		return;
 	}
+	session_start(s, l);
+}
+
+void
+smtp_session_accept_bev(struct listener *l, struct bufferevent *bev, const struct sockaddr *sa,
+    socklen_t salen, const char *local_text)
+{
+	struct smtp_session *s = session_new(l, sa, salen, local_text);
+
+	if (s == NULL || (s->io = io_new_bev(l->srv->base, bev, &session_io, s)) == NULL) {
+		if (s != NULL)
+			session_discard(s);
+		bufferevent_free(bev);
+		return;
+	}
+	session_start(s, l);
+}
+
+/* count the session in, then TLS first (implicit TLS) or the HAT */
+static void
+session_start(struct smtp_session *s, struct listener *l)
+{
+	struct server *srv = l->srv;
+
 	s->listener = l;
 	l->n_sessions++;
 	s->next = srv->sessions;

@@ -17,6 +17,15 @@ void smtp_session_accept(struct listener *, int fd, const struct sockaddr *sa,
     socklen_t salen, const char *local_text);
 
 /*
+ * The same over a bufferevent with no socket under it (the session fuzzer's
+ * in-memory transport, one end of a bufferevent_pair); sa is the peer to
+ * pretend. The session owns bev from here, and frees it if it cannot start.
+ */
+struct bufferevent;
+void smtp_session_accept_bev(struct listener *, struct bufferevent *,
+    const struct sockaddr *sa, socklen_t salen, const char *local_text);
+
+/*
  * The session's listener is suspended (or the server stopping) and the grace
  * delay is over: 421 now if idle, else at the next command or after the message.
  */

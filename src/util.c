@@ -1,11 +1,29 @@
 /*
- * util.c: shared helpers (see util.h). Nothing here allocates or blocks.
+ * util.c: shared helpers (see util.h). Nothing here allocates or blocks (the one
+ * file read is of /proc, for status).
  */
 #include "util.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UTIL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UTIL_ASAN 1
+#endif
+#ifdef UTIL_ASAN
+/* the sanitizer runtime's public interface (sanitizer/allocator_interface.h, which
+ * gcc does not install) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+
+#include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 size_t
 util_strlcpy(char *dst, const char *src, size_t cap)
@@ -114,4 +132,36 @@ util_human_age(char *out, size_t cap, int64_t secs)
 		snprintf(out, cap, "%lldh", (long long)(secs / 3600));
 	else
 		snprintf(out, cap, "%lldd", (long long)(secs / 86400));
+}
+
+uint64_t
+util_rss_bytes(void)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	ssize_t n;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)	/* NOLINT(cert-err34-c): kernel text */
+		return 0;
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t
+util_heap_bytes(void)
+{
+#ifdef UTIL_ASAN
+	return __sanitizer_get_current_allocated_bytes();
+#else
+	struct mallinfo2 mi = mallinfo2();
+
+	return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+#endif
 }

@@ -37,6 +37,15 @@ bool util_span_ieq(const char *p, size_t len, const char *s);
 /* "1.2K", "3.4M": a size for people */
 void util_human_size(char *out, size_t cap, uint64_t n);
 
+/*
+ * The process's memory, for `mailgate status`: the resident set (from
+ * /proc/self/statm, 0 if unreadable) and the heap in use (malloc'ed and not
+ * freed: mallinfo2, or the sanitizer allocator's count in an ASan build, where
+ * freed memory sits in a quarantine and RSS says little).
+ */
+uint64_t util_rss_bytes(void);
+uint64_t util_heap_bytes(void);
+
 /* "5s", "3m", "2h", "4d": an age for people */
 void util_human_age(char *out, size_t cap, int64_t secs);
 

@@ -1,34 +1,31 @@
-"""STARTTLS (issue 4): replies.md's TLS replies under their conditions, hostile.md 4
-(STARTTLS injection), logs.md's TLS lines, the TLS session limit, certificate reloads,
-implicit TLS, with real clients: the raw client, smtplib, `openssl s_client`, and
-`mailgate probe --starttls` (issue 7).
+"""STARTTLS (issue 4): replies.md's TLS replies under their conditions, logs.md's TLS
+lines, the TLS session limit, certificate reloads, implicit TLS, with real clients: the
+raw client, smtplib, `openssl s_client`, and `mailgate probe --starttls` (issue 7).
+hostile.md 4 (STARTTLS injection) is test_hostile_04_starttls_injection.py.
 
 Only 127.0.0.1; no sleeps; no timing assertions."""
 
 import os
-import random
 import re
 import smtplib
 import ssl
 import subprocess
-import time
 
 import pytest
 
 from conftest import HOST, HOSTNAME, SAN_ENV, check_cli_sanitizers, mailgate_bin
 from tlsauth import (CLIENT_NAME, TLSClient, cert_fields, client_ctx, ehlo_keywords, make_cert,
-                     make_users, plain, starttls, tls_session, tls_wrap)
+                     make_certs, starttls, tls_session, tls_wrap)
 
 TLS_SUCCESS = r"Info: ICID %d TLS success protocol %s cipher \S+$"
 TLS_FAILED = r"Info: ICID %d TLS failed: \S.*$"
 
+BODY = b"Subject: over TLS\r\n\r\nhello\r\n"
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    return {"rsa": make_cert(d, "rsa"), "ec": make_cert(d, "ec", kind="ec"),
-            "other": make_cert(d, "other", cn="other.test.example"),
-            "users": make_users(d / "users", {"alice": "secret"})}
+    return make_certs(tmp_path_factory)
 
 
 def tls_server(mailgate, cert, policy=None, limits=None, listener=None, top=None, **kw):
@@ -37,14 +34,6 @@ def tls_server(mailgate, cert, policy=None, limits=None, listener=None, top=None
     t = {"tls": cert.conf}
     t.update(top or {})
     return mailgate(policy=pol, limits=limits, listener=listener, top=t, **kw)
-
-
-def send_message(c, rcpt="rcpt@test.example"):
-    c.mail("sender@test.example")
-    c.rcpt(rcpt)
-    rep = c.data(b"Subject: over TLS\r\n\r\nhello\r\n.\r\n")
-    assert rep.code == 250 and rep.mid is not None, rep
-    return rep.mid
 
 
 # ---------------------------------------------------------------- EHLO and the session
@@ -63,7 +52,7 @@ def test_ehlo_offers_starttls_only_before_tls(mailgate, certs):
     assert r.lines[0] == HOSTNAME, r
     assert "STARTTLS" not in ehlo_keywords(r), r
     assert {"8BITMIME", "PIPELINING"} <= set(ehlo_keywords(r)), r
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert srv.spool_file(mid).body == b"Subject: over TLS\r\n\r\nhello\r\n"
 
@@ -80,43 +69,7 @@ def test_tls_off_starttls_is_no_command(mailgate, certs):
     srv.assert_failed_logged(c, mark)
     # still plain text, still serving
     c.cmd("NOOP", 250, "ok")
-    send_message(c)
-    c.quit()
-
-
-def test_after_starttls_the_session_is_as_before_ehlo(mailgate, certs):
-    srv = tls_server(mailgate, certs["rsa"])
-    c = srv.connect()
-    c.ehlo(CLIENT_NAME)
-    starttls(c)
-    mark = srv.log_mark()
-    c.cmd("MAIL FROM:<sender@test.example>", 503, "#5.5.1 HELO or EHLO first")
-    srv.assert_failed_logged(c, mark)
-    c.ehlo(CLIENT_NAME)
-    send_message(c)
-    c.quit()
-
-
-def test_starttls_refusals(mailgate, certs):
-    srv = tls_server(mailgate, certs["rsa"], limits={"bad_command_limit": 20})
-    c = srv.connect()
-    c.ehlo(CLIENT_NAME)
-    mark = srv.log_mark()
-    c.cmd("STARTTLS now", 501, "#5.5.2 syntax error now")
-    c.mail("sender@test.example")
-    c.cmd("STARTTLS", 503, "#5.5.0 STARTTLS not permitted during a mail transaction")
-    srv.assert_failed_logged(c, mark, count=2)
-    # the transaction goes on, and STARTTLS works once it is over
-    c.rcpt("rcpt@test.example")
-    assert c.data(b"Subject: x\r\n\r\ny\r\n.\r\n").code == 250
-    starttls(c)
-    c.ehlo(CLIENT_NAME)
-    mark = srv.log_mark()
-    c.cmd("STARTTLS", 503, "#5.5.1 TLS already active")
-    c.cmd("STARTTLS now", 501, "#5.5.2 syntax error now")
-    srv.assert_failed_logged(c, mark, count=2)
-    # still inside the same TLS session, still serving
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -137,7 +90,7 @@ def test_tls_required_refuses_mail_rcpt_data_auth(mailgate, certs, tmp_path):
     c.cmd("RSET", 250, "ok")
     starttls(c)
     c.ehlo(CLIENT_NAME)
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
 
@@ -177,71 +130,16 @@ def test_max_tls_sessions(mailgate, certs):
     srv.assert_failed_logged(b, mark)
     # a plain client is still served, and so is the TLS one
     srv.assert_serving()
-    send_message(a)
+    a.send_message(body=BODY)
     a.quit()
     # the slot is free again once the TLS session is gone
     srv.wait_closed_logged(a)
     d = tls_session(srv)
-    send_message(d)
+    d.send_message(body=BODY)
     d.quit()
 
 
 # ---------------------------------------------------------------- handshakes
-
-def client_hello_bytes():
-    """The first flight of a real TLS client: a ClientHello record, nothing sent."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=HOSTNAME)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return out.read()
-
-
-def test_client_hello_on_a_plaintext_listener(mailgate):
-    """hostile.md 12: a TLS ClientHello where a command belongs (a client that wanted
-    implicit TLS) gets 500 at once and the close, not a wait for the command timeout;
-    the server goes on serving."""
-    srv = mailgate(limits={"command_timeout": "5m"})
-    hello = client_hello_bytes()
-    assert hello[:2] == b"\x16\x03"
-    c = srv.connect()
-    mark = srv.log_mark()
-    c.send(hello)
-    r = c.reply(timeout=30)
-    assert r.raw == b"500 #5.5.1 command not recognized\r\n", r
-    c.expect_closed()
-    srv.wait_log(r"Info: ICID %d Receiving Failed: .*TLS handshake on a plaintext port" %
-                 c.icid, mark)
-    srv.assert_serving()
-
-
-def test_plaintext_instead_of_client_hello(mailgate, certs):
-    """hostile.md 4: a plaintext line where the ClientHello belongs ends the connection,
-    with logs.md's 'TLS failed' line, and is never answered as a command."""
-    srv = tls_server(mailgate, certs["rsa"])
-    c = srv.connect()
-    c.ehlo(CLIENT_NAME)
-    c.cmd("STARTTLS", 220, "Go ahead with TLS")
-    mark = srv.log_mark()
-    c.line("MAIL FROM:<sender@test.example>")
-    while True:
-        try:
-            ok = c._fill(time.monotonic() + 15)
-        except TimeoutError:
-            raise AssertionError("the connection was not closed (got %r)" % c.buf) from None
-        if not ok:
-            break
-    got = c.buf
-    # at most a TLS alert record (content type 21), never an SMTP reply
-    assert got == b"" or got[:1] == b"\x15", got
-    srv.wait_log(TLS_FAILED % c.icid, mark)
-    assert "From: <sender@test.example>" not in srv.log_since(mark)
-    srv.wait_log(r"Info: ICID %d close$" % c.icid, mark)
-    srv.assert_serving()
-
 
 @pytest.mark.parametrize("version,name", [(ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
                                           (ssl.TLSVersion.TLSv1_3, "TLSv1.3")])
@@ -254,7 +152,7 @@ def test_tls_versions_accepted(mailgate, certs, version, name):
     assert c.sock.version() == name
     c.ehlo(CLIENT_NAME)
     srv.assert_log(TLS_SUCCESS % (c.icid, re.escape(name)), mark)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -280,7 +178,7 @@ def test_ec_certificate(mailgate, certs):
     srv = tls_server(mailgate, certs["ec"])
     c = tls_session(srv)
     assert c.peer_der() == certs["ec"].der
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -304,7 +202,7 @@ def test_implicit_tls_listener(mailgate, certs):
     assert "STARTTLS" not in ehlo_keywords(r), r
     srv.assert_log(TLS_SUCCESS % (icid, r"TLSv1\.3"), mark)
     c.cmd("STARTTLS", 503, "#5.5.1 TLS already active")
-    mid = send_message(c)
+    mid = c.send_message(body=BODY)
     c.quit()
     assert mid in srv.queue_mids()
     # and with smtplib's SMTP_SSL
@@ -327,14 +225,14 @@ def test_implicit_tls_session_limit(mailgate, certs):
     b = srv.raw_connect()
     with pytest.raises((ssl.SSLError, ConnectionError)):
         tls_wrap(b)
-    send_message(a)
+    a.send_message(body=BODY)
     mark = srv.log_mark()
     a.quit()
     srv.wait_log(r"Info: ICID \d+ close$", mark)
     c = tls_wrap(srv.raw_connect())
     c.banner()
     c.ehlo(CLIENT_NAME)
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -356,10 +254,10 @@ def test_reload_with_a_broken_certificate_keeps_the_old_one(mailgate, certs, tmp
                    r"before$" % re.escape(live.certificate), mark)
     d = tls_session(srv)
     assert d.peer_der() == live.der
-    send_message(d)
+    d.send_message(body=BODY)
     d.quit()
     # the session open across the reload goes on
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
 
 
@@ -380,7 +278,7 @@ def test_starttls_454_when_the_certificate_never_loaded(mailgate, certs, tmp_pat
     srv.assert_failed_logged(c, mark)
     # the session goes on in the clear
     c.cmd("NOOP", 250, "ok")
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
     # a good certificate under that name, a reload: STARTTLS works
     junk.write_bytes(open(certs["other"].certificate, "rb").read() +
@@ -417,11 +315,11 @@ def test_reload_swaps_the_certificate_while_a_session_is_open(mailgate, tmp_path
     assert c.peer_der() == new.der
     assert after["subject"] == "CN = mx2.test.example", after
     assert after["serial"] != before["serial"]
-    send_message(c)
+    c.send_message(body=BODY)
     c.quit()
     # the session opened before the reload survives, with its certificate, and sends
     assert old_session.peer_der() == live.der
-    mid = send_message(old_session)
+    mid = old_session.send_message(body=BODY)
     old_session.quit()
     assert mid in srv.queue_mids()
 
@@ -485,101 +383,6 @@ def test_smtplib_starttls(mailgate, certs):
                           b"Subject: smtplib over TLS\r\n\r\nhello\r\n") == {}
     (mid,) = srv.queue_mids()
     assert srv.spool_file(mid).body == b"Subject: smtplib over TLS\r\n\r\nhello\r\n"
-
-
-# ---------------------------------------------------------------- hostile.md 4: injection
-
-INJECTIONS = {
-    "mail": b"MAIL FROM:<injected@evil.example>\r\n",
-    "ehlo": b"EHLO injected.example\r\n",
-    "transaction": (b"MAIL FROM:<injected@evil.example>\r\nRCPT TO:<victim@test.example>\r\n"
-                    b"DATA\r\n"),
-    "quit": b"QUIT\r\n",
-    "noop": b"NOOP\r\n",
-    "auth": b"AUTH PLAIN " + plain("alice", "secret").encode() + b"\r\n",
-}
-
-
-def injection_server(mailgate, certs):
-    return tls_server(mailgate, certs["rsa"], policy={"auth": "preferred"},
-                      top={"auth": {"users": certs["users"]}})
-
-
-def check_injection_ignored(srv, c, mark):
-    """After the handshake, the next reply is the EHLO's, then the NOOP's: nothing of
-    what was sent with STARTTLS is ever answered or acted on."""
-    r = c.ehlo("after.test.example")
-    assert r.lines[0] == HOSTNAME and "STARTTLS" not in ehlo_keywords(r), r
-    # not authenticated by an injected AUTH: AUTH is still offered
-    assert "AUTH PLAIN LOGIN" in ehlo_keywords(r), r
-    c.cmd("NOOP", 250, "ok")
-    mid = send_message(c)
-    c.quit()
-    sf = srv.spool_file(mid)
-    assert sf.field("helo") == "after.test.example"
-    assert sf.field("sender") == "<sender@test.example>"
-    log = srv.log_since(mark)
-    assert "injected" not in log and "victim" not in log and "SMTP Auth" not in log, log
-    assert not re.search(r"ICID %d Receiving Failed" % c.icid, log), log
-
-
-@pytest.mark.parametrize("what", sorted(INJECTIONS))
-def test_starttls_injection_one_write(mailgate, certs, what):
-    srv = injection_server(mailgate, certs)
-    c = srv.connect()
-    c.ehlo(CLIENT_NAME)
-    mark = srv.log_mark()
-    c.send(b"STARTTLS\r\n" + INJECTIONS[what])
-    c.expect(220, "Go ahead with TLS")
-    tls_wrap(c)         # fails if anything but the 220 came in the clear
-    check_injection_ignored(srv, c, mark)
-
-
-def seeds():
-    base = int(os.environ.get("MAILGATE_TEST_SEED", "4004"))
-    return [base + i for i in range(4)]
-
-
-@pytest.mark.parametrize("seed", seeds())
-def test_starttls_injection_random_splits(mailgate, certs, seed):
-    """The STARTTLS line cut at random points; its last piece goes in one write with
-    the injected commands (so they are there before the server answers), and
-    commands pipelined before STARTTLS are answered as usual."""
-    print("seed", seed)
-    rng = random.Random(seed)
-    srv = injection_server(mailgate, certs)
-    c = srv.connect()
-    c.ehlo(CLIENT_NAME)
-    mark = srv.log_mark()
-    injected = b"".join(INJECTIONS[k] for k in rng.sample(sorted(INJECTIONS), 3))
-    head = b"NOOP\r\nSTARTTLS\r\n"
-    cuts = sorted(rng.sample(range(1, len(head)), rng.randint(1, 5)))
-    pieces = [head[i:j] for i, j in zip([0] + cuts, cuts + [len(head)])]
-    pieces[-1] += injected
-    for p in pieces:
-        c.sock.sendall(p)
-    c.expect(250, "ok")
-    c.expect(220, "Go ahead with TLS")
-    tls_wrap(c)
-    check_injection_ignored(srv, c, mark)
-
-
-def test_starttls_forgets_the_transaction_state(mailgate, certs):
-    """A transaction abandoned with RSET before STARTTLS, and the greeting, are gone."""
-    srv = tls_server(mailgate, certs["rsa"])
-    c = srv.connect()
-    c.ehlo("before.test.example")
-    c.mail("before@test.example")
-    c.rcpt("rcpt@test.example")
-    c.cmd("RSET", 250, "ok")
-    starttls(c)
-    c.cmd("MAIL FROM:<sender@test.example>", 503, "#5.5.1 HELO or EHLO first")
-    c.ehlo("after.test.example")
-    c.cmd("RCPT TO:<rcpt@test.example>", 503, "#5.5.1 MAIL first")
-    c.cmd("DATA", 503, "#5.5.1 MAIL first")
-    mid = send_message(c)
-    c.quit()
-    assert srv.spool_file(mid).field("helo") == "after.test.example"
 
 
 # ---------------------------------------------------------------- issue 7: probe --starttls

@@ -89,6 +89,14 @@ def make_users(path, users):
     return str(path)
 
 
+def make_certs(tmp_path_factory):
+    """The certificates and users file the TLS tests share (one set per module)."""
+    d = tmp_path_factory.mktemp("certs")
+    return {"rsa": make_cert(d, "rsa"), "ec": make_cert(d, "ec", kind="ec"),
+            "other": make_cert(d, "other", cn="other.test.example"),
+            "users": make_users(d / "users", {"alice": "secret"})}
+
+
 # ---------------------------------------------------------------- SASL
 
 def b64(data):
@@ -186,3 +194,37 @@ def tls_session(srv, ctx=None, ehlo=True):
 def ehlo_keywords(reply):
     """The extension lines of an EHLO reply (the greeting line dropped)."""
     return reply.lines[1:]
+
+
+# ---------------------------------------------------------------- AUTH
+
+USERS = {"alice": "secret", "bob": "correct horse: battery staple"}
+AUTH_OK = "#2.7.0 Authentication succeeded"
+AUTH_BAD = "#5.7.8 Authentication credentials invalid"
+AUTH_ARGS = "#5.5.4 Invalid arguments to AUTH command"
+SUCCEEDED = r"Info: SMTP Auth: \(ICID %d\) succeeded for user: %s using AUTH mechanism: %s$"
+FAILED = r"Info: SMTP Auth: \(ICID %d\) failed for user: %s using AUTH mechanism: %s$"
+USER_CHALLENGE = "VXNlcm5hbWU6"          # base64 "Username:"
+PASS_CHALLENGE = "UGFzc3dvcmQ6"          # base64 "Password:"
+
+
+def auth_settings(env, policy=None, limits=None):
+    """mailgate(...) settings with tls preferred and auth preferred; by default AUTH
+    is allowed in the clear, so the plain raw client can talk to it. env holds
+    "cert" and "users" (make_cert, make_users with USERS)."""
+    pol = {"tls": "preferred", "auth": "preferred", "auth_requires_tls": False}
+    pol.update(policy or {})
+    lim = {"bad_command_limit": 100, "auth_failure_limit": 3}
+    lim.update(limits or {})
+    return {"policy": pol, "limits": lim,
+            "top": {"tls": env["cert"].conf, "auth": {"users": env["users"]}}}
+
+
+def greeted(srv):
+    c = srv.connect()
+    c.ehlo(CLIENT_NAME)
+    return c
+
+
+def auth_plain_ok(c, user="alice"):
+    c.cmd("AUTH PLAIN " + plain(user, USERS[user]), 235, AUTH_OK)

@@ -1,5 +1,9 @@
-"""Durability: what was acknowledged survives kill -9, nothing else is kept, and
-spool faults (full disk, I/O errors) give 452/451, never a 250."""
+"""Hostile input, class 13 of spec/hostile.md: durability faults.
+
+What was acknowledged survives kill -9, nothing half-written is ever delivered, and
+spool faults (full disk, I/O errors) give 452/451, never a 250; the server recovers
+by itself. Each test runs its own server (it is killed or its disk filled), and
+ends by checking that the server, or its successor on the same spool, still serves."""
 
 import os
 import re
