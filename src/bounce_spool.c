@@ -90,7 +90,7 @@ bounce_spool_hook(void *ctx, const struct sched_bounce *b)
 	to[0] = b->sender;
 	env.mid = mid;
 	env.arrival = time(NULL);
-	env.listener = "(bounce)";
+	env.listener = BOUNCE_SPOOL_LISTENER;
 	env.client = "127.0.0.1";
 	env.helo = srv->cfg->hostname;
 	env.sender = "";

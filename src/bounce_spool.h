@@ -9,6 +9,9 @@
 
 struct sched_bounce;
 
+/* the envelope's listener of a DSN: how the queue tells it from received mail */
+#define BOUNCE_SPOOL_LISTENER	"(bounce)"
+
 /* ctx is the struct server */
 void bounce_spool_hook(void *ctx, const struct sched_bounce *);
 

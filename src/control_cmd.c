@@ -1,5 +1,5 @@
 /*
- * control_cmd.c: `mailgate status`, `reload`, `listener suspend|resume` and
+ * control_cmd.c: `mailgate status`, `tophosts`, `reload`, `listener suspend|resume` and
  * `queue delete|bounce|hold|release|deliver`, and control_call(), the
  * blocking client of the control protocol (see control_cmd.h and control.h).
  *
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hoststats.h"
 
 /* the longest answer we read (a queue listing is the largest there will be) */
 #define CONTROL_MAX_REPLY	(64 * 1024 * 1024)
@@ -524,6 +525,91 @@ control_cmd_listener(int argc, char **argv, const struct config *cfg)
 	printf("listener ");
 	control_put(stdout, argv[2], false);
 	fputs(suspend ? " suspended\n" : " resumed\n", stdout);
+	return 0;
+}
+
+/* ---- tophosts ---- */
+
+/* one table row's counter, "-" when the server did not send it */
+static void
+control_put_count(const json_t *row, const char *key, int width)
+{
+	const json_t *v = json_object_get(row, key);
+
+	if (json_is_integer(v))
+		printf(" %*" JSON_INTEGER_FORMAT, width, json_integer_value(v));
+	else
+		printf(" %*s", width, "-");
+}
+
+int
+control_cmd_tophosts(int argc, char **argv, const struct config *cfg)
+{
+	static const char usage[] = "mailgate tophosts [-c FILE] "
+	    "[active|connections|delivered|soft|hard] [--all] [--json]";
+	static const char *const keys[] = { "active_recipients", "connections_out",
+	    "delivered", "soft_bounced", "hard_bounced" };
+	const char *sort = "active";
+	bool as_json = false, all = false, sorted = false;
+	json_t *args, *result, *rows, *row;
+	size_t i, width = 14;
+	char err[4096];
+	int status;
+
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0 && !as_json)
+			as_json = true;
+		else if (strcmp(argv[k], "--all") == 0 && !all)
+			all = true;
+		else if (!sorted && hoststats_col_by_name(argv[k]) != -1) {
+			sort = argv[k];
+			sorted = true;
+		} else
+			return control_usage(usage);
+	}
+	if ((args = json_pack("{s:s, s:I}", "sort", sort, "limit", (json_int_t)(all ? 0 : 20)))
+	    == NULL)
+		return control_fail(2, "out of memory (or the sort order is not UTF-8)");
+	status = control_call(cfg->control, "tophosts", args, &result, err, sizeof(err));
+	json_decref(args);
+	if (status != 0)
+		return control_fail(status, err);
+	rows = json_object_get(result, "hosts");
+	if (as_json) {
+		json_dumpf(result, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(result);
+		return 0;
+	}
+	json_array_foreach(rows, i, row) {
+		const char *h = json_string_value(json_object_get(row, "host"));
+
+		if (h != NULL && strlen(h) > width)
+			width = strlen(h) > 60 ? 60 : strlen(h);
+	}
+	/* the reference's table: the recipient host, then five counters */
+	printf("%-4s %-*s %8s %8s %8s %8s %8s\n", "", (int)width, "", "Active", "Conn.",
+	    "Deliv.", "Soft", "Hard");
+	printf("%-4s %-*s %8s %8s %8s %8s %8s\n", "#", (int)width, "Recipient Host", "Recip.",
+	    "Out", "Recip.", "Bounced", "Bounced");
+	json_array_foreach(rows, i, row) {
+		const char *h = json_string_value(json_object_get(row, "host"));
+
+		printf("%-4zu ", i + 1);
+		control_put(stdout, h != NULL ? h : "-", false);
+		printf("%*s", h != NULL && strlen(h) < width ? (int)(width - strlen(h)) : 0, "");
+		for (size_t k = 0; k < sizeof(keys) / sizeof(*keys); k++)
+			control_put_count(row, keys[k], 8);
+		putchar('\n');
+	}
+	if (json_array_size(rows) == 0)
+		printf("(no recipient host yet)\n");
+	else if (json_integer_value(json_object_get(result, "total_hosts")) >
+	    (json_int_t)json_array_size(rows))
+		printf("(%zu of %" JSON_INTEGER_FORMAT " hosts; --all for every one)\n",
+		    json_array_size(rows),
+		    json_integer_value(json_object_get(result, "total_hosts")));
+	json_decref(result);
 	return 0;
 }
 

@@ -40,6 +40,13 @@ int control_cmd_status(int argc, char **argv, const struct config *);
 int control_cmd_reload(int argc, char **argv, const struct config *);
 int control_cmd_listener(int argc, char **argv, const struct config *);
 
+/*
+ *   tophosts [active|connections|delivered|soft|hard] [--all] [--json]
+ * the recipient hosts sorted by that column (default active), the top 20
+ * unless --all
+ */
+int control_cmd_tophosts(int argc, char **argv, const struct config *);
+
 /* delete, bounce, hold, release, deliver: the queue actions the server does */
 bool control_cmd_is_queue_action(const char *);
 

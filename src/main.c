@@ -32,6 +32,7 @@ static int cmd_serve(int, char **);
 static int cmd_check(int, char **);
 static int cmd_queue(int, char **);
 static int cmd_status(int, char **);
+static int cmd_tophosts(int, char **);
 static int cmd_reload(int, char **);
 static int cmd_listener(int, char **);
 static int cmd_probe(int, char **);
@@ -49,6 +50,9 @@ static const struct subcommand subcommands[] = {
 	    "list the queued messages or show one (from the spool); act on them (server)" },
 	{ "status", cmd_status, "mailgate status [-c FILE] [detail] [--json]",
 	    "counters and gauges of the running server" },
+	{ "tophosts", cmd_tophosts, "mailgate tophosts [-c FILE] "
+	    "[active|connections|delivered|soft|hard] [--all] [--json]",
+	    "recipient hosts by active recipients, connections out, delivered, bounced" },
 	{ "reload", cmd_reload, "mailgate reload [-c FILE]",
 	    "make the running server reload its config (same as SIGHUP)" },
 	{ "listener", cmd_listener, "mailgate listener [-c FILE] suspend|resume NAME",
@@ -216,6 +220,25 @@ cmd_status(int argc, char **argv)
 	if ((cfg = load_config(given, NULL, &status)) == NULL)
 		return status;
 	status = control_cmd_status(argc, argv, cfg);
+	config_unref(cfg);
+	return status;
+}
+
+static int
+cmd_tophosts(int argc, char **argv)
+{
+	const char *given;
+	struct config *cfg;
+	int status;
+
+	/* --help before or after -c FILE */
+	if (take_config_opt(&argc, argv, &given, true) == -1)
+		return sub_usage("tophosts", stderr, EXIT_USAGE);
+	if (argc > 1 && is_help(argv[1]))
+		return sub_usage("tophosts", stdout, 0);
+	if ((cfg = load_config(given, NULL, &status)) == NULL)
+		return status;
+	status = control_cmd_tophosts(argc, argv, cfg);
 	config_unref(cfg);
 	return status;
 }

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "dns.h"
+#include "hoststats.h"
 #include "maillog.h"
 #include "mta_int.h"
 #include "tls.h"
@@ -610,6 +611,46 @@ mta_set_config(struct mta *m, const struct config *cfg)
 	return 0;
 }
 
+#ifdef MAILGATE_FAULT_HOOKS
+/* a positive decimal from the environment, or 0 */
+static unsigned long
+mta_test_env(const char *name, unsigned long max)
+{
+	const char *v = getenv(name);
+	unsigned long n = 0;
+
+	for (; v != NULL && *v >= '0' && *v <= '9' && n <= max; v++)
+		n = n * 10 + (unsigned long)(*v - '0');
+	return v != NULL && *v == '\0' && n <= max ? n : 0;
+}
+
+/*
+ * Test builds only (-Dfault_hooks=true), never a release: the integration
+ * tests cannot bind port 25 nor wait minutes for a silent server, so
+ * MAILGATE_TEST_MX_PORT is the port USEDNS connects to, and
+ * MAILGATE_TEST_MTA_TIMEOUT_MS every timeout but the idle one.
+ */
+static void
+mta_test_hooks(struct mta *m)
+{
+	unsigned long port = mta_test_env("MAILGATE_TEST_MX_PORT", 65535);
+	unsigned long ms = mta_test_env("MAILGATE_TEST_MTA_TIMEOUT_MS", 3600 * 1000);
+
+	if (port != 0)
+		m->mx_port = (uint16_t)port;
+	if (ms != 0)
+		m->to.connect = m->to.greeting = m->to.helo = m->to.tls = m->to.mail =
+		    m->to.rcpt = m->to.data = m->to.block = m->to.dot = m->to.quit =
+		    (unsigned)ms;
+}
+#else
+static void
+mta_test_hooks(struct mta *m)
+{
+	(void)m;
+}
+#endif
+
 struct mta *
 mta_new(struct event_base *base, struct dns *dns, const struct config *cfg)
 {
@@ -646,6 +687,7 @@ mta_new(struct event_base *base, struct dns *dns, const struct config *cfg)
 	/* without a client context there is no STARTTLS, and mail still flows */
 	if ((m->tls_ctx = tls_client_ctx_new()) == NULL)
 		maillog(LOG_WARNING, NULL, "delivery: no TLS client context, STARTTLS not used");
+	mta_test_hooks(m);
 	return m;
 }
 
@@ -680,6 +722,24 @@ mta_free(struct mta *m)
 	free(m->stuffed);
 	free(m->hostname);
 	free(m);
+}
+
+unsigned
+mta_connections(const struct mta *m)
+{
+	return m->n_conns;
+}
+
+int
+mta_hoststats(const struct mta *m, struct hoststats *hs)
+{
+	const struct mta_conn *c;
+
+	TAILQ_FOREACH(c, &m->conns, entry)
+		if (!c->closing && c->job != NULL &&
+		    hoststats_add(hs, c->job->b->domain, HS_CONNS, 1) == -1)
+			return -1;
+	return 0;
 }
 
 void

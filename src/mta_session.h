@@ -33,6 +33,7 @@ struct event_base;
 struct dns;
 struct config;
 struct delivery_batch;
+struct hoststats;
 struct mta;
 
 /*
@@ -59,7 +60,19 @@ void mta_free(struct mta *);
  */
 void mta_deliver(struct mta *, struct delivery_batch *);
 
-/* ---- for tests ---- */
+/* for `mailgate status`: delivery connections open now */
+unsigned mta_connections(const struct mta *);
+
+/* for `mailgate tophosts`: each connection carrying a batch counts for its domain */
+int mta_hoststats(const struct mta *, struct hoststats *);
+
+/*
+ * ---- for tests ----
+ * A test build (-Dfault_hooks=true) also reads, in mta_new(), the environment's
+ * MAILGATE_TEST_MX_PORT (the port USEDNS connects to) and
+ * MAILGATE_TEST_MTA_TIMEOUT_MS (every timeout but the idle one): the
+ * integration tests cannot bind port 25 nor wait minutes for a silent server.
+ */
 
 /* every timeout, in milliseconds (the defaults are RFC 5321 4.5.3.2's) */
 struct mta_timeouts {

@@ -24,8 +24,10 @@
 
 #include <event2/event.h>
 
+#include "bounce_spool.h"
 #include "config.h"
 #include "control.h"
+#include "hoststats.h"
 #include "local_delivery.h"
 #include "maillog.h"
 #include "route.h"
@@ -130,6 +132,8 @@ struct sched {
 	struct sched_dest *dests[SCHED_DEST_BUCKETS];
 	unsigned inflight;			/* batches at agents */
 	uint64_t n_delivered, n_bounced, n_deferred;
+	uint64_t n_rx_msgs, n_rx_rcpts, n_dsns;	/* committed since the start */
+	struct hoststats *hosts;		/* the same, per recipient domain */
 };
 
 static void sched_kick(struct sched *);
@@ -682,6 +686,10 @@ sched_recorded(void *arg, int err)
 			s->n_bounced++;
 		else
 			s->n_deferred++;
+		/* a lost count (ENOMEM) is no reason to stop delivering */
+		(void)hoststats_add(s->hosts, route_domain(r->address),
+		    o->state == SPOOL_RCPT_DELIVERED ? HS_DELIVERED :
+		    o->state == SPOOL_RCPT_BOUNCED ? HS_HARD : HS_SOFT, 1);
 	}
 	m->busy--;
 	sched_batch_free(sb);
@@ -755,7 +763,7 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 	time_t deadline = m->arrival + (time_t)dc->max_lifetime;
 	char enh[16], text[sizeof(sb->b.rcpts[0].reply)], *buf;
 	bool record = !sb->ours;
-	size_t len = 0;
+	size_t len = 0, skip;
 	int n;
 
 	if (m->deleted) {
@@ -809,8 +817,14 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 		}
 		util_strlcpy(o->enhanced, enh, sizeof(o->enhanced));
 		sched_clean(text, sizeof(text), d->reply);
+		/* "451 4.2.2 4.2.2 mailbox full": a server's text often starts with the code */
+		skip = strlen(enh);
+		if (strncmp(text, enh, skip) != 0 || text[skip] != ' ')
+			skip = 0;
+		else
+			skip++;
 		snprintf(o->reason, sizeof(o->reason), "%03d %s %s",
-		    d->code >= 0 && d->code < 1000 ? d->code : 0, enh, text);
+		    d->code >= 0 && d->code < 1000 ? d->code : 0, enh, text + skip);
 		sched_log_outcome(sb, d, o, enh, w);
 		if (o->state != SPOOL_RCPT_DEFERRED)
 			record = true;
@@ -1085,6 +1099,12 @@ sched_committed(void *arg, const struct spool_entry *e)
 	/* a mail merge job is not delivered: its split messages are (ipmm_split.c) */
 	if (e->kind != NULL || sched_find(s, e->mid) != NULL)
 		return;
+	if (e->listener != NULL && strcmp(e->listener, BOUNCE_SPOOL_LISTENER) == 0)
+		s->n_dsns++;
+	else {
+		s->n_rx_msgs++;
+		s->n_rx_rcpts += e->n_rcpts;
+	}
 	if ((m = sched_add(s, e, NULL)) == NULL) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " not scheduled: out of memory (it is, "
 		    "at the next start)", e->mid);
@@ -1369,11 +1389,41 @@ sched_status(const struct sched *s)
 		for (size_t i = 0; i < m->n_rcpts; i++)
 			pending += !sched_final(m->rcpts[i].state);
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "messages_received", (json_int_t)s->n_rx_msgs,
+	    "recipients_received", (json_int_t)s->n_rx_rcpts,
+	    "dsns_generated", (json_int_t)s->n_dsns,
 	    "messages", (json_int_t)s->n_msgs, "held", (json_int_t)held,
 	    "recipients_pending", (json_int_t)pending, "batches_in_flight", (json_int_t)s->inflight,
 	    "delivered", (json_int_t)s->n_delivered, "bounced", (json_int_t)s->n_bounced,
 	    "deferred", (json_int_t)s->n_deferred);
+}
+
+void
+sched_counters(const struct sched *s, struct sched_counters *c)
+{
+	*c = (struct sched_counters){ .messages_received = s->n_rx_msgs,
+	    .recipients_received = s->n_rx_rcpts, .dsns_generated = s->n_dsns,
+	    .delivered = s->n_delivered, .bounced = s->n_bounced, .deferred = s->n_deferred };
+}
+
+struct hoststats *
+sched_hoststats(const struct sched *s)
+{
+	struct hoststats *hs = hoststats_copy(s->hosts);
+	const struct sched_msg *m;
+
+	if (hs == NULL)
+		return NULL;
+	TAILQ_FOREACH(m, &s->all, all)
+		for (size_t i = 0; i < m->n_rcpts; i++)
+			if (!sched_final(m->rcpts[i].state) &&
+			    hoststats_add(hs, route_domain(m->rcpts[i].address), HS_ACTIVE,
+			    1) == -1) {
+				hoststats_free(hs);
+				return NULL;
+			}
+	return hs;
 }
 
 /* ---- life ---- */
@@ -1428,6 +1478,11 @@ sched_new(struct event_base *base, struct spool *sp, struct config *cfg, char *e
 		sched_free(s);
 		return NULL;
 	}
+	if ((s->hosts = hoststats_new()) == NULL) {
+		snprintf(err, errlen, "scheduler: out of memory");
+		sched_free(s);
+		return NULL;
+	}
 	if ((s->local = local_agent_new(base, err, errlen)) == NULL) {
 		sched_free(s);
 		return NULL;
@@ -1476,6 +1531,7 @@ sched_free(struct sched *s)
 	if (s->ev_ours != NULL)
 		event_free(s->ev_ours);
 	free(s->heap);
+	hoststats_free(s->hosts);
 	free(s->buckets);
 	config_unref(s->cfg);
 	free(s);

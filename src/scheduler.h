@@ -26,6 +26,7 @@ struct config;
 struct control;
 struct delivery_conf;
 struct event_base;
+struct hoststats;
 struct route_target;
 struct sched;
 struct spool;
@@ -105,8 +106,29 @@ void sched_set_bounce(struct sched *, sched_bounce_fn, void *ctx);
  */
 int sched_register_control(struct sched *, struct control *);
 
-/* counters for `mailgate status`: a new object */
+/*
+ * counters for `mailgate status`, a new object: since the start, messages and
+ * recipients received (committed, DSNs apart), DSNs generated, recipients
+ * delivered and bounced, deferrals; now, messages and recipients waiting, held
+ * messages, batches at the agents
+ */
 json_t *sched_status(const struct sched *);
+
+/* the counters that only grow, since the start (for rates) */
+struct sched_counters {
+	uint64_t messages_received, recipients_received, dsns_generated;
+	uint64_t delivered, bounced, deferred;
+};
+
+void sched_counters(const struct sched *, struct sched_counters *);
+
+/*
+ * For `mailgate tophosts`: a new table (hoststats.h) with each recipient
+ * domain's delivered, soft and hard bounced counts since the start and its
+ * recipients in the queue now; the caller adds the connections and frees it.
+ * NULL when out of memory.
+ */
+struct hoststats *sched_hoststats(const struct sched *);
 
 /* seconds to wait after the attempts-th failed attempt: retry_initial doubling, up to retry_max */
 unsigned sched_backoff(const struct delivery_conf *, unsigned attempts);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,12 +28,14 @@
 #include "config.h"
 #include "control.h"
 #include "dns.h"
+#include "hoststats.h"
 #include "auth.h"
 #include "tls.h"
 #include "util.h"
 #include "hostcount.h"
 #include "listener.h"
 #include "maillog.h"
+#include "rates.h"
 #include "scheduler.h"
 #include "mta_session.h"
 #include "bounce_spool.h"
@@ -52,6 +55,48 @@
  */
 static struct sched *server_sched;
 static struct mta *server_mta;
+
+/* the 1, 5 and 15 minute rates of `status`: the scheduler's counters, sampled each minute */
+enum { RATE_MSGS, RATE_RCPTS, RATE_DELIVERED, RATE_BOUNCED, RATE_N };
+static const char *const server_rate_names[RATE_N] = {
+	"messages_received", "recipients_received", "recipients_delivered",
+	"recipients_bounced",
+};
+static struct rates server_rates;
+static struct event *server_ev_rates;
+
+static int64_t
+server_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+server_rate_values(uint64_t *v)
+{
+	struct sched_counters c;
+
+	sched_counters(server_sched, &c);
+	v[RATE_MSGS] = c.messages_received;
+	v[RATE_RCPTS] = c.recipients_received;
+	v[RATE_DELIVERED] = c.delivered;
+	v[RATE_BOUNCED] = c.bounced;
+}
+
+static void
+server_rates_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v[RATE_N];
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	server_rate_values(v);
+	rates_sample(&server_rates, server_now(), v);
+}
 
 /* the scheduler's SMTP agent: the batch is taken, done() comes later on the loop */
 static int
@@ -225,6 +270,57 @@ server_ctl_status(void *arg, const json_t *args, char *err, size_t errlen)
 	    "heap", (json_int_t)util_heap_bytes(),
 	    "listeners", ls);
 	json_decref(ls);
+	/* what delivery did since the start, and what it is doing */
+	if (res != NULL && server_sched != NULL) {
+		json_t *d = sched_status(server_sched), *r;
+		uint64_t v[RATE_N];
+		bool bad;
+
+		server_rate_values(v);
+		r = rates_json(&server_rates, server_now(), v, server_rate_names);
+		bad = d == NULL || r == NULL;
+		if (!bad && server_mta != NULL)
+			bad = json_object_set_new(d, "connections_out",
+			    json_integer((json_int_t)mta_connections(server_mta))) == -1;
+		if (bad) {
+			json_decref(d);
+			json_decref(r);
+		} else {
+			/* json_object_set_new() takes the reference, even when it fails */
+			bad = json_object_set_new(res, "delivery", d) == -1;
+			bad = json_object_set_new(res, "rates_per_minute", r) == -1 || bad;
+		}
+		if (bad) {
+			json_decref(res);
+			res = NULL;
+		}
+	}
+	if (res == NULL)
+		snprintf(err, errlen, "out of memory");
+	return res;
+}
+
+/* `mailgate tophosts`: args {"sort": "active"|..., "limit": N} */
+static json_t *
+server_ctl_tophosts(void *arg, const json_t *args, char *err, size_t errlen)
+{
+	const char *sort = json_string_value(json_object_get(args, "sort"));
+	json_t *lim = json_object_get(args, "limit");
+	json_int_t limit = lim != NULL ? json_integer_value(lim) : 20;
+	struct hoststats *hs;
+	json_t *res = NULL;
+	int col = sort != NULL ? hoststats_col_by_name(sort) : HS_ACTIVE;
+
+	(void)arg;
+	if (col == -1 || limit < 0 || (lim != NULL && !json_is_integer(lim))) {
+		snprintf(err, errlen, "sort by active, connections, delivered, soft or hard; "
+		    "a limit of 0 (all) or more");
+		return NULL;
+	}
+	if ((hs = sched_hoststats(server_sched)) != NULL &&
+	    (server_mta == NULL || mta_hoststats(server_mta, hs) == 0))
+		res = hoststats_json(hs, (enum hoststats_col)col, (size_t)limit);
+	hoststats_free(hs);
 	if (res == NULL)
 		snprintf(err, errlen, "out of memory");
 	return res;
@@ -316,6 +412,9 @@ server_cleanup(struct server *srv)
 		/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): n_listeners > 0 only once listeners is allocated */
 		listener_close(srv->listeners[i]);
 	free(srv->listeners);
+	if (server_ev_rates != NULL)
+		event_free(server_ev_rates);
+	server_ev_rates = NULL;
 	/* the SMTP agent goes before this: it must not hold a batch the scheduler frees */
 	/* after the sessions (a job commit may name one), before the spool closes */
 	ipmm_split_free(srv->ipmm);
@@ -404,6 +503,16 @@ server_run(struct config *cfg, const char *config_path)
 		goto fail_mem;
 	sched_set_smtp_agent(server_sched, server_smtp_agent, server_mta);
 	sched_set_bounce(server_sched, bounce_spool_hook, &srv);
+	{
+		static const struct timeval minute = { 60, 0 };
+		uint64_t v[RATE_N];
+
+		server_rate_values(v);
+		rates_init(&server_rates, RATE_N, server_now(), v);
+		if ((server_ev_rates = event_new(srv.base, -1, EV_PERSIST, server_rates_cb,
+		    NULL)) == NULL || event_add(server_ev_rates, &minute) == -1)
+			goto fail_mem;
+	}
 	if ((srv.hosts = hostcount_new()) == NULL ||
 	    (srv.listeners = calloc(cfg->n_listeners, sizeof(*srv.listeners))) == NULL)
 		goto fail_mem;
@@ -424,6 +533,7 @@ server_run(struct config *cfg, const char *config_path)
 		goto out;
 	}
 	if (control_register(srv.control, "status", server_ctl_status, &srv) == -1 ||
+	    control_register(srv.control, "tophosts", server_ctl_tophosts, &srv) == -1 ||
 	    control_register(srv.control, "reload", server_ctl_reload, &srv) == -1 ||
 	    control_register(srv.control, "listener-suspend", server_ctl_suspend, &srv) == -1 ||
 	    control_register(srv.control, "listener-resume", server_ctl_resume, &srv) == -1 ||
@@ -447,6 +557,9 @@ server_run(struct config *cfg, const char *config_path)
 	notify("READY=1");
 	if (event_base_dispatch(srv.base) == -1)
 		status = 2;
+	/* deliveries cut here are tried again after a restart; their DCID close first */
+	mta_free(server_mta);
+	server_mta = NULL;
 	maillog(LOG_INFO, NULL, "mailgate stopped");
 	goto out;
 fail_mem:

@@ -197,6 +197,7 @@ class Server:
         self.clients = []
         self.stderr_path = None
         self.late_connect_log = False
+        self.env = {}               # extra environment for `serve` (test hooks)
         self.write_config()
 
     def write_config(self):
@@ -214,6 +215,7 @@ class Server:
         env = dict(os.environ)
         for k, v in SAN_ENV.items():
             env.setdefault(k, v)
+        env.update(self.env)
         env["NOTIFY_SOCKET"] = notify_path
         self.stderr_path = self.dir / ("stderr.%d.txt" % self.starts)
         self.stdout_path = self.dir / ("stdout.%d.txt" % self.starts)
@@ -520,7 +522,7 @@ class Factory:
         s["_port"] = port
         return s
 
-    def __call__(self, start=True, **kw):
+    def __call__(self, start=True, env=None, **kw):
         if not os.path.exists(self.bin):
             pytest.fail("mailgate binary not found at %s (set MAILGATE_BIN or build build-test/)"
                         % self.bin)
@@ -528,6 +530,7 @@ class Factory:
         sockdir = tempfile.mkdtemp(prefix="mgit-")      # AF_UNIX paths must stay short
         self.sockdirs.append(sockdir)
         srv = Server(self, workdir, sockdir, self.settings(workdir, sockdir, **kw))
+        srv.env.update(env or {})
         self.servers.append(srv)
         if start:
             srv.start()

@@ -420,8 +420,13 @@ test_bad_files(void **state)
 	load_fails(path("junk.pem"), path("rsa.key"), "no start line");
 	snprintf(want, sizeof(want), "key %s: no unencrypted private key found: ", path("junk.pem"));
 	load_fails(path("rsa.crt"), path("junk.pem"), want);
-	/* a key with a passphrase: refused at once, never a prompt on the terminal */
-	snprintf(want, sizeof(want), "key %s: no unencrypted private key found: bad decrypt",
+	/*
+	 * a key with a passphrase: refused at once, never a prompt on the terminal.
+	 * Not "bad decrypt" always: with the wrong (empty) passphrase the padding
+	 * comes out valid about once in 256 salts, and OpenSSL then fails on the
+	 * ASN.1 of the garbage instead.
+	 */
+	snprintf(want, sizeof(want), "key %s: no unencrypted private key found: ",
 	    path("enc.key"));
 	load_fails(path("ec.crt"), path("enc.key"), want);
 	/* a certificate file without the key it is told to hold */
