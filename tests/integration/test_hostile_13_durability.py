@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from conftest import poll_until
+from hostilelib import assert_left_clean, hostile_server
 
 ACCEPTED = re.compile(r"ok: Message \d+ accepted")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
@@ -169,9 +170,15 @@ def send_expect_451(s, c, body=b"Subject: fault\r\n\r\nx\r\n"):
     return "end of data"
 
 
+@pytest.fixture(scope="module")
+def srv_fault(mailgate_module):
+    """One server through every fault in turn; test_class13_zz_left_clean checks it after."""
+    return hostile_server(mailgate_module)
+
+
 @pytest.mark.parametrize("fault", ["enospc", "eio", "sync-eio"])
-def test_fault_hook_gives_451_then_recovers(mailgate, fault):
-    s = mailgate()
+def test_fault_hook_gives_451_then_recovers(srv_fault, fault):
+    s = srv_fault
     c = s.connect()
     c.ehlo()
     ok1 = c.send_message()
@@ -298,3 +305,10 @@ def test_full_disk_tmpfs(tmpfs, mailgate):
     assert s.spool_file(r.mid).body == body_for(3, 4 * MiB)
     assert s.tmp_settled() == []
     s.stop()                                    # before the tmpfs fixture unmounts
+
+
+def test_class13_zz_left_clean(srv_fault):
+    """The server that went through the I/O faults still serves, and holds no more
+    descriptors or heap than before them (the killed servers of this module are
+    checked by their successors serving)."""
+    assert_left_clean(srv_fault)
