@@ -188,19 +188,8 @@ local_copy(int out, int in, long offset, uint64_t size)
 			errno = EIO;	/* the queue file is shorter than its envelope says */
 			return -1;
 		}
-		for (ssize_t w, done = 0; done < n; done += w) {
-			if ((w = write(out, buf + done, (size_t)(n - done))) == -1) {
-				if (errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				return -1;
-			}
-			if (w == 0) {
-				errno = ENOSPC;
-				return -1;
-			}
-		}
+		if (util_write_all(out, buf, (size_t)n) == -1)
+			return -1;
 		off += n;
 		size -= (uint64_t)n;
 	}

@@ -302,27 +302,6 @@ spool_parse_u64(const char *s, uint64_t *out)
 	return spool_parse_mid(s, out);
 }
 
-static int
-spool_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			/* a regular file that takes nothing is full */
-			errno = ENOSPC;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void
 spool_mid_name(char *out, uint64_t mid)
 {
@@ -440,7 +419,7 @@ spool_mark_write(int dirfd, uint64_t mark)
 	fd = openat(dirfd, "mid.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1)
 		return -1;
-	if (spool_write_all(fd, buf, (size_t)n) == -1 || fdatasync(fd) == -1) {
+	if (util_write_all(fd, buf, (size_t)n) == -1 || fdatasync(fd) == -1) {
 		save = errno;
 		close(fd);
 		errno = save;
@@ -501,7 +480,7 @@ spool_msg_finish(struct spool *sp, void *item, enum spool_fault fault)
 			m->fault = fault;
 		if ((e = spool_fault_write_errno(m->fault)) != 0)
 			m->err = e;
-		else if (spool_write_all(m->fd, m->buf, m->used) == -1)
+		else if (util_write_all(m->fd, m->buf, m->used) == -1)
 			m->err = errno;
 		else
 			m->used = 0;
@@ -696,7 +675,7 @@ spool_op_do(struct spool *sp, void *item, enum spool_fault fault)
 			close(fd);
 		return;
 	}
-	if (spool_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
+	if (util_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
 		op->err = errno;
 		/* no half line may stay for the next append to complete */
 		if (ftruncate(fd, st.st_size) == 0)
@@ -1481,7 +1460,7 @@ spool_msg_flush(struct spool_msg *m)
 	}
 	switch (atomic_load(&m->open_state)) {
 	case OPEN_READY:
-		if (spool_write_all(m->fd, m->buf, m->used) == -1) {
+		if (util_write_all(m->fd, m->buf, m->used) == -1) {
 			m->err = errno;
 			return -1;
 		}

@@ -1,6 +1,6 @@
 /*
- * util.c: shared helpers (see util.h). Nothing here allocates or blocks (the one
- * file read is of /proc, for status).
+ * util.c: shared helpers (see util.h). Nothing here allocates; the only system
+ * calls are util_write_all's writes and util_rss_bytes' read of /proc.
  */
 #include "util.h"
 
@@ -18,6 +18,7 @@
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
+#include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -164,4 +165,27 @@ util_heap_bytes(void)
 
 	return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
 #endif
+}
+
+int
+util_write_all(int fd, const void *p, size_t len)
+{
+	const char *c = p;
+
+	while (len > 0) {
+		ssize_t n = write(fd, c, len);
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		c += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -44,6 +44,14 @@ void util_human_size(char *out, size_t cap, uint64_t n);
  * freed memory sits in a quarantine and RSS says little).
  */
 uint64_t util_rss_bytes(void);
+
+/*
+ * write(2) until all of p is written, through EINTR and short writes; a regular
+ * file that takes nothing is full (ENOSPC). 0, or -1 with errno. A write may wait
+ * for the disk: the event loop uses it only for a received message's bytes into
+ * the page cache (spool.c); syncing is always another thread's.
+ */
+int util_write_all(int fd, const void *p, size_t len);
 uint64_t util_heap_bytes(void);
 
 /* "5s", "3m", "2h", "4d": an age for people */
