@@ -1183,33 +1183,27 @@ spool_free(struct spool *sp)
  * the opener meanwhile), then the state thread (every append may go then),
  * then the opener (it removes what was aborted), then the helpers, idle by then.
  */
+/* set a thread's stop flag under sp->mu, wake it, wait for it to end */
+static void
+spool_stop_one(struct spool *sp, bool *started, bool *stop, pthread_cond_t *cv,
+    pthread_t thread)
+{
+	if (!*started)
+		return;
+	pthread_mutex_lock(&sp->mu);
+	*stop = true;
+	pthread_cond_signal(cv);
+	pthread_mutex_unlock(&sp->mu);
+	pthread_join(thread, NULL);
+	*started = false;
+}
+
 static void
 spool_stop_threads(struct spool *sp)
 {
-	if (sp->thread_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->stop = true;
-		pthread_cond_signal(&sp->cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->thread, NULL);
-		sp->thread_started = false;
-	}
-	if (sp->stater_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->state_stop = true;
-		pthread_cond_signal(&sp->state_cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->stater, NULL);
-		sp->stater_started = false;
-	}
-	if (sp->opener_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->opener_stop = true;
-		pthread_cond_signal(&sp->opener_cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->opener, NULL);
-		sp->opener_started = false;
-	}
+	spool_stop_one(sp, &sp->thread_started, &sp->stop, &sp->cv, sp->thread);
+	spool_stop_one(sp, &sp->stater_started, &sp->state_stop, &sp->state_cv, sp->stater);
+	spool_stop_one(sp, &sp->opener_started, &sp->opener_stop, &sp->opener_cv, sp->opener);
 	if (sp->n_helpers > 0) {
 		pthread_mutex_lock(&sp->wmu);
 		sp->work_stop = true;
