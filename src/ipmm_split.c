@@ -556,7 +556,7 @@ split_flush(struct split_job *job, struct split_lines *l, bool intent)
 		rec->intent = intent;
 		TAILQ_INIT(&rec->items);
 		TAILQ_CONCAT(&rec->items, &l->items, rec);
-		if (spool_state_append(sp->spool, job->mid, l->buf, l->len, split_recorded,
+		if (spool_state_append(sp->spool, job->mid, l->buf, l->len, true, split_recorded,
 		    rec) == 0) {
 			TAILQ_INSERT_TAIL(&sp->records, rec, entry);
 			l->len = 0;

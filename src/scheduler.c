@@ -751,8 +751,9 @@ sched_call_bounce(struct sched *s, struct sched_batch *sb, time_t now)
 /*
  * A batch's outcome: each recipient delivered, bounced (5xx, lifetime over,
  * the operator's bounce) or deferred with the next attempt after the backoff.
- * Logged now, recorded durably, and applied to the copy here in
- * sched_recorded() once on disk. why overrides the log's words (the operator's).
+ * Logged now, recorded (synced when any is final: a lost deferral only costs
+ * a retry), and applied to the copy here in sched_recorded() once written.
+ * why overrides the log's words (the operator's).
  */
 static void
 sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
@@ -762,7 +763,7 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 	const struct delivery_conf *dc = &s->cfg->delivery;
 	time_t deadline = m->arrival + (time_t)dc->max_lifetime;
 	char enh[16], text[sizeof(sb->b.rcpts[0].reply)], *buf;
-	bool record = !sb->ours;
+	bool record = !sb->ours, final = false;
 	size_t len = 0, skip;
 	int n;
 
@@ -827,7 +828,7 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 		    d->code >= 0 && d->code < 1000 ? d->code : 0, enh, text + skip);
 		sched_log_outcome(sb, d, o, enh, w);
 		if (o->state != SPOOL_RCPT_DEFERRED)
-			record = true;
+			record = final = true;
 		n = spool_state_format(buf + len, SCHED_LINE_MAX, d->rid, o->state, o->when,
 		    o->attempts, o->reason);
 		if (n > 0)
@@ -845,7 +846,8 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 		sched_recorded(sb, 0);
 		return;
 	}
-	if (spool_state_append(s->spool, m->mid, buf, len, sched_recorded, sb) == -1) {
+	/* deferrals only: a crash that loses them costs a retry, so no sync (spool.c) */
+	if (spool_state_append(s->spool, m->mid, buf, len, final, sched_recorded, sb) == -1) {
 		free(buf);
 		sched_recorded(sb, errno);
 		return;
@@ -1177,7 +1179,7 @@ sched_hold(struct sched *s, struct sched_msg *m, bool held)
 	len = spool_state_format_hold(line, sizeof(line), held, time(NULL));
 	if ((n = malloc(sizeof(*n))) != NULL)
 		*n = (struct sched_note){ m->mid, held ? "hold" : "release" };
-	if (len < 0 || spool_state_append(s->spool, m->mid, line, (size_t)len,
+	if (len < 0 || spool_state_append(s->spool, m->mid, line, (size_t)len, true,
 	    n != NULL ? sched_noted : NULL, n) == -1) {
 		maillog(LOG_WARNING, &ids, "MID %" PRIu64 " %s not recorded: out of memory", m->mid,
 		    held ? "hold" : "release");

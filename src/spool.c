@@ -61,9 +61,15 @@
  * line without its LF is a crash mid-append: readers ignore it and the server
  * cuts it off at start (an append after it could otherwise complete a forged
  * line); an append that fails is truncated back off. Unknown lines are skipped.
- * No line is counted before its fdatasync (and, for a new file, the fsync of
- * state/): an outcome lost in a crash means a recipient tried again (at worst
- * a duplicate), never one dropped. A message whose recipients are all
+ * A final line (delivered, bounced), "held", "released" and the mail merge's
+ * lines are synced: none counts before its fdatasync and the fsync of state/
+ * that puts its file's name on disk. A "deferred" line is only written (the
+ * page cache takes it to disk when it will, or the next synced line of the
+ * file does): losing it in a crash loses a retry time and an attempt count,
+ * nothing else, so a queue that cannot be delivered costs one synced file
+ * per message, not two (Postfix does not sync its deferral logs either). An
+ * outcome lost in a crash means a recipient tried again (at worst a
+ * duplicate), never one dropped. A message whose recipients are all
  * delivered or bounced is removed: queue/<mid> unlinked, queue/ fsync'ed, then
  * state/<mid> unlinked; a state file without its message is removed at start.
  */
@@ -156,6 +162,7 @@ struct spool_op {
 	uint64_t size;				/* OP_REMOVE: the message's octets */
 	char *text;				/* OP_APPEND */
 	size_t len;
+	bool sync;				/* OP_APPEND: fdatasync'ed before done() */
 	int err;
 	bool created;				/* committer: the append made the file */
 	bool removed;				/* committer: the removal unlinked it */
@@ -218,6 +225,7 @@ struct spool {
 	pthread_cond_t opener_cv;		/* work for the opener */
 	pthread_cond_t opened_cv;		/* the opener finished a message's open */
 	pthread_cond_t state_cv;		/* work for the state thread */
+	bool state_dir_dirty;			/* state thread: a name in state/ not fsync'ed yet */
 	uint64_t busy_seq;			/* the first message of the batch being committed */
 	bool stop;
 	bool state_stop;
@@ -537,8 +545,9 @@ spool_run_parallel(struct spool *sp, void **v, size_t n,
 		return;
 	pthread_mutex_lock(&sp->wmu);
 	TAILQ_INSERT_TAIL(&sp->work, &js, entry);
-	if (n > 1 && sp->n_helpers > 0)
-		pthread_cond_broadcast(&sp->wcv);
+	/* as many helpers as there are items besides ours: a wake-up is a context switch */
+	for (size_t i = 1; i < n && i <= sp->n_helpers; i++)
+		pthread_cond_signal(&sp->wcv);
 	while (js.next < js.n) {
 		item = v[js.next++];
 		if (js.next == js.n)
@@ -675,10 +684,10 @@ spool_op_do(struct spool *sp, void *item, enum spool_fault fault)
 			close(fd);
 		return;
 	}
-	if (util_write_all(fd, op->text, op->len) == -1 || fdatasync(fd) == -1) {
+	if (util_write_all(fd, op->text, op->len) == -1 || (op->sync && fdatasync(fd) == -1)) {
 		op->err = errno;
 		/* no half line may stay for the next append to complete */
-		if (ftruncate(fd, st.st_size) == 0)
+		if (ftruncate(fd, st.st_size) == 0 && op->sync)
 			(void)fdatasync(fd);
 	}
 	close(fd);
@@ -696,8 +705,14 @@ spool_ops_run(struct spool *sp, struct spool_opq *batch)
 	size_t n = 0, i;
 	bool distinct = true;
 
+	/* only syncs are worth threads: appends and unlinks alone contend for the directory */
 	TAILQ_FOREACH(op, batch, entry)
-		n++;
+		n += op->kind == OP_APPEND && op->sync;
+	if (n > 1) {
+		n = 0;
+		TAILQ_FOREACH(op, batch, entry)
+			n++;
+	}
 	if (n > 1 && (v = malloc(n * sizeof(*v))) != NULL &&
 	    (mids = malloc(n * sizeof(*mids))) != NULL) {
 		i = 0;
@@ -723,20 +738,29 @@ spool_ops_batch(struct spool *sp, struct spool_opq *batch)
 {
 	struct spool_op *op;
 	char name[SPOOL_NAME_MAX];
-	bool created = false, removed = false;
+	bool created = false, removed = false, synced = false;
 	int err;
 
 	spool_ops_run(sp, batch);
 	TAILQ_FOREACH(op, batch, entry) {
-		created |= op->created;
+		if (op->kind == OP_APPEND && op->created && !op->sync)
+			sp->state_dir_dirty = true;
+		created |= op->created && op->sync;
+		synced |= op->kind == OP_APPEND && op->sync;
 		removed |= op->removed;
 	}
-	/* a new file's name must be on disk before its lines count */
-	if (created && fsync(sp->statefd) == -1) {
-		err = errno;
-		TAILQ_FOREACH(op, batch, entry)
-			if (op->kind == OP_APPEND && op->created && op->err == 0)
-				op->err = err;
+	/*
+	 * A synced line counts only once its file's name is on disk too: the
+	 * file may be new, or made earlier by an unsynced append (a deferral).
+	 */
+	if (created || (synced && sp->state_dir_dirty)) {
+		if (fsync(sp->statefd) == -1) {
+			err = errno;
+			TAILQ_FOREACH(op, batch, entry)
+				if (op->kind == OP_APPEND && op->sync && op->err == 0)
+					op->err = err;
+		} else
+			sp->state_dir_dirty = false;
 	}
 	if (removed && fsync(sp->queuefd) == -1) {
 		/*
@@ -1781,7 +1805,7 @@ spool_op_queue(struct spool *sp, struct spool_op *op)
 }
 
 int
-spool_state_append(struct spool *sp, uint64_t mid, const char *text, size_t len,
+spool_state_append(struct spool *sp, uint64_t mid, const char *text, size_t len, bool sync,
     void (*done)(void *, int), void *arg)
 {
 	struct spool_op *op;
@@ -1794,6 +1818,7 @@ spool_state_append(struct spool *sp, uint64_t mid, const char *text, size_t len,
 	memcpy(op->text, text, len);
 	op->text[len] = '\0';
 	op->len = len;
+	op->sync = sync;
 	op->kind = OP_APPEND;
 	op->mid = mid;
 	op->done = done;

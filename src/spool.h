@@ -186,14 +186,17 @@ int spool_state_recover(struct spool *, uint64_t mid, size_t n_rcpts, struct spo
     char *err, size_t errlen);
 
 /*
- * Append text (whole lines) to state/<mid> through the committer: written,
- * fdatasync'ed (and state/ fsync'ed when the file is new) off the loop, by the
- * state thread, many at once; a message commit handed over earlier is durable
- * no later than this (it waits for that message's batch). done(arg, 0) on the loop once it is durable,
- * done(arg, errno) if not (nothing of it is left in the file). Never from
- * inside this call. -1 with errno (ENOMEM) if it could not be queued.
+ * Append text (whole lines) to state/<mid> through the committer: written off
+ * the loop, by the state thread, many at once, and with sync fdatasync'ed (and
+ * state/ fsync'ed when the file's name is not on disk yet); a message commit
+ * handed over earlier is durable no later than this (it waits for that
+ * message's batch). done(arg, 0) on the loop once it is written (and with
+ * sync durable), done(arg, errno) if not (nothing of it is left in the file).
+ * Never from inside this call. -1 with errno (ENOMEM) if it could not be
+ * queued. Without sync the lines may be lost in a crash (not in a kill): for
+ * what only costs a retry when lost, a deferral.
  */
-int spool_state_append(struct spool *, uint64_t mid, const char *text, size_t len,
+int spool_state_append(struct spool *, uint64_t mid, const char *text, size_t len, bool sync,
     void (*done)(void *arg, int err), void *arg);
 
 /*

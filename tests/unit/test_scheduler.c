@@ -470,7 +470,7 @@ test_state_append_and_remove(void **state)
 	write_queue(f, 11, "s@x", "rcpt 0 <a@x>\nrcpt 1 <b@x>\n", time(NULL));
 	open_spool(f);
 	assert_int_equal(spool_count(f->sp), 1);
-	assert_int_equal(spool_state_append(f->sp, 11, line, strlen(line), on_appended, f), 0);
+	assert_int_equal(spool_state_append(f->sp, 11, line, strlen(line), true, on_appended, f), 0);
 	assert_int_equal(f->appended, 0);		/* never from inside the call */
 	assert_true(run_until(f, appended));
 	assert_int_equal(f->append_err, 0);

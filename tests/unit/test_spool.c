@@ -463,8 +463,11 @@ test_ops_follow_messages(void **state)
 	n2 = spool_state_format(line2, sizeof(line2), 0, SPOOL_RCPT_DEFERRED, 1795900800, 2,
 	    "451 4.7.1 second");
 	assert_true(n1 > 0 && n2 > 0);
-	assert_int_equal(spool_state_append(f->sp, ea.mid, line1, (size_t)n1, on_done, &ta1), 0);
-	assert_int_equal(spool_state_append(f->sp, ea.mid, line2, (size_t)n2, on_done, &ta2), 0);
+	/* a deferral written without a sync, then a synced line: one file, in order */
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line1, (size_t)n1, false, on_done,
+	    &ta1), 0);
+	assert_int_equal(spool_state_append(f->sp, ea.mid, line2, (size_t)n2, true, on_done,
+	    &ta2), 0);
 	m = spool_msg_begin(f->sp, &eb);
 	assert_non_null(m);
 	spool_msg_commit(m, on_done, &tb);
