@@ -7,8 +7,8 @@
  * reaches done() as an errno and leaves no file behind, so the session says 451.
  * Threads: the event loop (begin, write, abort, commit, callbacks), which touches
  * a message file only to write() into it once the message outgrows its 64 KiB
- * buffer; the opener, which creates tmp/<mid> for each begun message and removes
- * the files of aborted ones; the committer, which commits messages; the state
+ * buffer; the opener, which makes tmp/<mid> for each begun message (from a pool
+ * of empty files it creates ahead, in pool/) and removes the files of aborted ones; the committer, which commits messages; the state
  * thread, which does delivery's state appends and removals; and their helpers,
  * which fdatasync a round's files in parallel with them.
  *
@@ -100,6 +100,7 @@
 #define SPOOL_NAME_MAX		24		/* a uint64 in decimal, and a NUL */
 #define SPOOL_MEM_MAX		(4 * 1024 * 1024) /* a message's buffer while its file is not open yet */
 #define SPOOL_SYNC_THREADS	32		/* the committer and its helpers sync a batch in parallel */
+#define SPOOL_POOL		256		/* empty files the opener keeps ready in pool/ */
 
 enum spool_fault {
 	FAULT_NONE,
@@ -188,6 +189,7 @@ struct spool {
 	int lockfd;
 	int dirfd;
 	int tmpfd;
+	int poolfd;
 	int queuefd;
 	int statefd;
 	struct spool_opts opts;
@@ -233,6 +235,10 @@ struct spool {
 	bool opener_busy;
 	bool opener_hold;			/* test builds: spool_test_hold_opener */
 	struct spool_msgq opener_q;		/* loop -> opener: files to open or remove */
+	uint64_t pool[SPOOL_POOL];		/* opener only: pool/p<n> ready, a stack */
+	size_t pool_n;
+	uint64_t pool_next;			/* opener only: the next pool name */
+	bool pool_failed;			/* opener only: a fill failed; none until the next open */
 	struct spool_msgq pending;		/* loop -> committer */
 	struct spool_msgq completed;		/* committer -> loop */
 	struct spool_opq ops_pending;		/* the same for state appends and removals */
@@ -889,6 +895,58 @@ spool_stater(void *arg)
  * of aborted messages. One thread, first come first served, so a message's
  * removal always follows its open.
  */
+/*
+ * The pool: empty files made ahead in pool/, so that a burst of new messages
+ * (a hundred sessions reaching DATA at once) costs a rename each instead of
+ * a file creation, which on some filesystems is the dearest system call of a
+ * message (ext4 without a journal scans past recently deleted inodes). Nothing
+ * in pool/ is ever synced: it is emptied at start.
+ */
+static void
+spool_pool_fill(struct spool *sp)
+{
+	char name[SPOOL_NAME_MAX + 1];
+	int fd;
+
+	snprintf(name, sizeof(name), "p%" PRIu64, sp->pool_next);
+	fd = openat(sp->poolfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		/* a name left there is skipped; anything else: no pool until the next message */
+		if (errno == EEXIST)
+			sp->pool_next++;
+		else
+			sp->pool_failed = true;
+		return;
+	}
+	close(fd);
+	sp->pool[sp->pool_n++] = sp->pool_next++;
+}
+
+/* tmp/<name> for a message, from the pool if it has a file, else created */
+static int
+spool_pool_take(struct spool *sp, const char *name)
+{
+	char pname[SPOOL_NAME_MAX + 1];
+	int fd;
+
+	while (sp->pool_n > 0) {
+		snprintf(pname, sizeof(pname), "p%" PRIu64, sp->pool[--sp->pool_n]);
+		/* NOREPLACE, like O_EXCL below: a MID is never reused, so a file there is a bug */
+		if (renameat2(sp->poolfd, pname, sp->tmpfd, name, RENAME_NOREPLACE) == -1) {
+			if (errno == EEXIST) {
+				sp->pool_n++;	/* still there, still ours */
+				return -1;
+			}
+			continue;		/* gone (someone cleaned pool/): the next one */
+		}
+		if ((fd = openat(sp->tmpfd, name, O_WRONLY | O_CLOEXEC)) != -1)
+			return fd;
+		unlinkat(sp->tmpfd, name, 0);
+		return -1;
+	}
+	return openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
 static void
 spool_open_one(struct spool *sp, struct spool_msg *m)
 {
@@ -898,9 +956,7 @@ spool_open_one(struct spool *sp, struct spool_msg *m)
 	pthread_mutex_lock(&sp->mu);
 	open = !m->abandoned && atomic_load(&m->open_state) == OPEN_PENDING;
 	pthread_mutex_unlock(&sp->mu);
-	/* O_EXCL: a MID is never reused, so an existing file is a bug, not ours to clobber */
-	if (open &&
-	    (fd = openat(sp->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) == -1)
+	if (open && (fd = spool_pool_take(sp, m->name)) == -1)
 		err = errno;
 	/*
 	 * one critical section: once the open is published and the message let
@@ -938,12 +994,21 @@ spool_opener(void *arg)
 
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
-		while (!sp->opener_stop && (TAILQ_EMPTY(&sp->opener_q) || sp->opener_hold))
+		while (!sp->opener_stop && (TAILQ_EMPTY(&sp->opener_q) || sp->opener_hold) &&
+		    (sp->pool_n == SPOOL_POOL || sp->pool_failed || sp->opener_hold))
 			pthread_cond_wait(&sp->opener_cv, &sp->mu);
-		if ((m = TAILQ_FIRST(&sp->opener_q)) == NULL)
-			break;			/* stopping, and nothing left */
+		if ((m = TAILQ_FIRST(&sp->opener_q)) == NULL) {
+			if (sp->opener_stop)
+				break;		/* stopping, and nothing left */
+			/* nothing to open: one more file for the pool, then look again */
+			pthread_mutex_unlock(&sp->mu);
+			spool_pool_fill(sp);
+			pthread_mutex_lock(&sp->mu);
+			continue;
+		}
 		TAILQ_REMOVE(&sp->opener_q, m, oentry);
 		sp->opener_busy = true;
+		sp->pool_failed = false;
 		pthread_mutex_unlock(&sp->mu);
 		spool_open_one(sp, m);
 		pthread_mutex_lock(&sp->mu);
@@ -1059,15 +1124,18 @@ spool_subdir(int dirfd, const char *name)
 	return fd;
 }
 
-/* remove what a crash left in tmp/: never acknowledged, so never delivered */
+/*
+ * remove everything in tmp/ or pool/: in tmp/ what a crash left, never
+ * acknowledged, so never delivered; in pool/ empty files
+ */
 static int
-spool_clean_tmp(struct spool *sp)
+spool_clean_dir(struct spool *sp, int dirfd, const char *what)
 {
 	struct dirent *de;
 	DIR *d;
 	int fd;
 
-	if ((fd = dup(sp->tmpfd)) == -1)
+	if ((fd = dup(dirfd)) == -1)
 		return -1;
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
@@ -1077,8 +1145,8 @@ spool_clean_tmp(struct spool *sp)
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (unlinkat(sp->tmpfd, de->d_name, 0) == -1 && errno != ENOENT)
-			fprintf(stderr, "mailgate: spool %s: tmp/%s: %s\n", sp->dir,
+		if (unlinkat(dirfd, de->d_name, 0) == -1 && errno != ENOENT)
+			fprintf(stderr, "mailgate: spool %s: %s/%s: %s\n", sp->dir, what,
 			    de->d_name, strerror(errno));
 	}
 	closedir(d);
@@ -1186,6 +1254,8 @@ spool_free(struct spool *sp)
 		close(sp->statefd);
 	if (sp->tmpfd != -1)
 		close(sp->tmpfd);
+	if (sp->poolfd != -1)
+		close(sp->poolfd);
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
 	if (sp->lockfd != -1)
@@ -1254,7 +1324,7 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		return NULL;
 	}
 	sp->base = base;
-	sp->lockfd = sp->dirfd = sp->tmpfd = sp->queuefd = sp->statefd = -1;
+	sp->lockfd = sp->dirfd = sp->tmpfd = sp->poolfd = sp->queuefd = sp->statefd = -1;
 	if (opts != NULL)
 		sp->opts = *opts;
 	TAILQ_INIT(&sp->pending);
@@ -1312,7 +1382,8 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 
 	if ((sp->tmpfd = spool_subdir(sp->dirfd, "tmp")) == -1 ||
 	    (sp->queuefd = spool_subdir(sp->dirfd, "queue")) == -1 ||
-	    (sp->statefd = spool_subdir(sp->dirfd, "state")) == -1) {
+	    (sp->statefd = spool_subdir(sp->dirfd, "state")) == -1 ||
+	    (sp->poolfd = spool_subdir(sp->dirfd, "pool")) == -1) {
 		snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
 		goto fail;
 	}
@@ -1320,8 +1391,12 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		snprintf(err, errlen, "spool %s/state: %s", dir, strerror(errno));
 		goto fail;
 	}
-	if (spool_clean_tmp(sp) == -1) {
+	if (spool_clean_dir(sp, sp->tmpfd, "tmp") == -1) {
 		snprintf(err, errlen, "spool %s/tmp: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_clean_dir(sp, sp->poolfd, "pool") == -1) {
+		snprintf(err, errlen, "spool %s/pool: %s", dir, strerror(errno));
 		goto fail;
 	}
 	if (spool_count_queue(sp, &maxmid) == -1) {

@@ -5,10 +5,11 @@
  *   lock        held (flock) by the running server; a second server refuses to start
  *   mid         the MID high-water mark: no MID at or above it was ever handed out
  *   tmp/        messages being received; anything here at start is a crash leftover
+ *   pool/       empty files the opener makes ahead and renames into tmp/; emptied at start
  *   queue/<mid> committed messages: an envelope, a blank line, the message
  *   state/<mid> what delivery made of a committed message's recipients (appended)
  *
- * A message's file tmp/<mid> is created by the opener thread while the event loop
+ * A message's file tmp/<mid> is made by the opener thread (from pool/) while the event loop
  * buffers the first octets; a message bigger than the buffer is written into it
  * from the loop (page cache only) as it arrives. At the end the committer thread
  * writes the rest and syncs many messages at once (group commit: the batch's
@@ -19,8 +20,8 @@
  * from blocks reserved durably ahead of use, so they increase strictly and are
  * never reused across restarts or crashes. Delivery outcomes go a similar way:
  * the scheduler appends lines to state/<mid> through the state thread, which
- * syncs them (group commit again, beside the committer's rounds) before the
- * callback that lets the outcome count.
+ * syncs final ones (group commit again, beside the committer's rounds) before
+ * the callback that lets the outcome count; a deferral is only written.
  */
 #ifndef MAILGATE_SPOOL_H
 #define MAILGATE_SPOOL_H

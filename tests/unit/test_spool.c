@@ -954,6 +954,85 @@ test_open_fails(void **state)
 }
 #endif
 
+/* the inode numbers of pool/'s files once the opener has filled it (256) */
+static size_t
+pool_full(const char *dir, ino_t *ino, size_t cap)
+{
+	char path[256];
+	struct timespec pause = { 0, 1000000 };
+	struct dirent *de;
+	struct stat st;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/pool", dir);
+	/* a poll with a deadline (10 s): the opener fills the pool off the loop */
+	for (int i = 0; i < 10000 && n != 256; i++) {
+		if (i > 0)
+			nanosleep(&pause, NULL);
+		d = opendir(path);
+		assert_non_null(d);
+		n = 0;
+		while ((de = readdir(d)) != NULL && n < cap) {
+			if (de->d_name[0] == '.')
+				continue;
+			assert_int_equal(de->d_name[0], 'p');
+			assert_int_equal(fstatat(dirfd(d), de->d_name, &st, 0), 0);
+			assert_int_equal(st.st_size, 0);
+			ino[n++] = st.st_ino;
+		}
+		closedir(d);
+	}
+	return n;
+}
+
+/*
+ * A new message's file comes from pool/ (made ahead, empty) and ends in
+ * queue/; what start finds in pool/ is removed.
+ */
+static void
+test_pool_feeds_messages(void **state)
+{
+	struct fix *f = *state;
+	struct rec rec = { 0 };
+	struct tag t = { &rec, 0 };
+	struct spool_envelope env;
+	struct spool_msg *m;
+	struct stat st;
+	char path[256];
+	ino_t ino[300];
+	size_t n;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/pool", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(f->dir, "pool/junk", "left by a crash");
+	f->sp = open_spool(f);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/pool/junk", f->dir);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* full, the opener makes no more: the file the message takes is one of these */
+	n = pool_full(f->dir, ino, sizeof(ino) / sizeof(ino[0]));
+	assert_int_equal(n, 256);
+	env = envelope(spool_next_mid(f->sp));
+	t.mid = env.mid;
+	m = spool_msg_begin(f->sp, &env);
+	assert_non_null(m);
+	assert_int_equal(spool_msg_write(m, "Subject: x\r\n\r\nbody\r\n", 21), 0);
+	spool_msg_commit(m, on_done, &t);
+	event_base_dispatch(f->base);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.last_err, 0);
+	snprintf(path, sizeof(path), "%s/queue/%" PRIu64, f->dir, env.mid);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size > 21);
+	for (size_t i = 0; i < n; i++)
+		found |= ino[i] == st.st_ino;
+	assert_true(found);
+	assert_int_equal(count_files(f->dir, "tmp"), 0);
+}
+
 int
 main(void)
 {
@@ -964,6 +1043,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_commit_minimal_envelope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_commits_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_removes_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_feeds_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget_suppresses_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ops_follow_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_finishes_pending, setup, teardown),
