@@ -130,7 +130,7 @@ void spool_msg_forget(struct spool_msg *);
 typedef void (*spool_commit_hook)(void *arg, const struct spool_entry *);
 void spool_set_commit_hook(struct spool *, spool_commit_hook, void *arg);
 
-/* ---- delivery state: state/<mid>, one line per event (format in spool.c) ---- */
+/* ---- delivery state: state/<mid>, one line per event (format in spool_state.c) ---- */
 
 enum spool_rcpt_state {
 	SPOOL_RCPT_QUEUED = 0,		/* not tried yet */
