@@ -124,50 +124,6 @@ local_mkdir(int parent, const char *name)
 	return errno == EEXIST ? 0 : -1;
 }
 
-/* mkdir -p of the maildir root; the new directories synced into their parents */
-static int
-local_mkdirs(const char *path)
-{
-	char *p, *s, c;
-	int fd, save;
-
-	if ((p = strdup(path)) == NULL)
-		return -1;
-	for (s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		c = *s;
-		*s = '\0';
-		if (mkdir(p, 0700) == 0) {
-			char *slash = strrchr(p, '/');
-
-			if (slash == NULL)
-				fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			else if (slash == p)
-				fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			else {
-				*slash = '\0';
-				fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-				*slash = '/';
-			}
-			if (fd != -1) {
-				(void)fsync(fd);
-				close(fd);
-			}
-		} else if (errno != EEXIST) {
-			save = errno;
-			free(p);
-			errno = save;
-			return -1;
-		}
-		*s = c;
-		if (c == '\0')
-			break;
-	}
-	free(p);
-	return 0;
-}
-
 /* the message octets of the queue file into fd */
 static int
 local_copy(int out, int in, long offset, uint64_t size)
@@ -279,7 +235,7 @@ local_maildir(struct local_agent *la, struct delivery_batch *b)
 			local_tempfail(&b->rcpts[i], errno, "cannot read the queue file", root);
 		return;
 	}
-	if (local_mkdirs(root) == -1 ||
+	if (util_mkdirs(root, true) == -1 ||
 	    (rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		for (size_t i = 0; i < b->n_rcpts; i++)
 			local_tempfail(&b->rcpts[i], errno, "cannot open the maildir root", root);

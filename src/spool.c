@@ -522,65 +522,6 @@ spool_committer(void *arg)
 
 /* ---- open and close ---- */
 
-/* make a directory we just created durable: its name lives in the parent */
-static void
-spool_sync_parent(const char *path)
-{
-	char *copy, *slash;
-	const char *parent;
-	int fd;
-
-	if ((copy = strdup(path)) == NULL)
-		return;
-	if ((slash = strrchr(copy, '/')) == NULL)
-		parent = ".";
-	else if (slash == copy)
-		parent = "/";
-	else {
-		*slash = '\0';
-		parent = copy;
-	}
-	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		fsync(fd);
-		close(fd);
-	}
-	free(copy);
-}
-
-/* mkdir -p, mode 0700 for what we create */
-static int
-spool_mkdirs(const char *path)
-{
-	char *p, *s, c;
-	int save;
-
-	if (*path == '\0') {
-		errno = ENOENT;
-		return -1;
-	}
-	if ((p = strdup(path)) == NULL)
-		return -1;
-	for (s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		c = *s;
-		*s = '\0';
-		if (mkdir(p, 0700) == 0)
-			spool_sync_parent(p);
-		else if (errno != EEXIST) {
-			save = errno;
-			free(p);
-			errno = save;
-			return -1;
-		}
-		*s = c;
-		if (c == '\0')
-			break;
-	}
-	free(p);
-	return 0;
-}
-
 static int
 spool_subdir(int dirfd, const char *name)
 {
@@ -826,7 +767,7 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		snprintf(err, errlen, "spool %s: out of memory", dir);
 		goto fail;
 	}
-	if (spool_mkdirs(dir) == -1) {
+	if (util_mkdirs(dir, true) == -1) {
 		snprintf(err, errlen, "spool %s: cannot create: %s", dir, strerror(errno));
 		goto fail;
 	}

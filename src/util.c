@@ -1,6 +1,7 @@
 /*
- * util.c: shared helpers (see util.h). Nothing here allocates; the only system
- * calls are util_write_all's writes and util_rss_bytes' read of /proc.
+ * util.c: shared helpers (see util.h). Nothing here allocates but util_mkdirs (a
+ * copy of its path); the only system calls are util_write_all's writes,
+ * util_rss_bytes' read of /proc and util_mkdirs' mkdir, open, fsync and close.
  */
 #include "util.h"
 
@@ -18,10 +19,13 @@
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -187,5 +191,53 @@ util_write_all(int fd, const void *p, size_t len)
 		c += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+int
+util_mkdirs(const char *path, bool sync)
+{
+	char *p, *s, *slash, c;
+	int fd, save;
+
+	if (*path == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	if ((p = strdup(path)) == NULL)
+		return -1;
+	for (s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		c = *s;
+		*s = '\0';
+		if (mkdir(p, 0700) == 0) {
+			if (sync) {
+				/* make it durable: its name lives in the parent */
+				if ((slash = strrchr(p, '/')) == NULL)
+					fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				else if (slash == p)
+					fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				else {
+					*slash = '\0';
+					fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+					*slash = '/';
+				}
+				if (fd != -1) {
+					(void)fsync(fd);
+					close(fd);
+				}
+			}
+		} else if (errno != EEXIST) {
+			save = errno;
+			free(p);
+			errno = save;
+			return -1;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * util.h: small helpers every module shares: bounded string copies, escaping of
- * client text for logs, dates in the formats mail uses.
+ * client text for logs, dates in the formats mail uses, mkdir -p.
  */
 #ifndef MAILGATE_UTIL_H
 #define MAILGATE_UTIL_H
@@ -56,5 +56,13 @@ uint64_t util_heap_bytes(void);
 
 /* "5s", "3m", "2h", "4d": an age for people */
 void util_human_age(char *out, size_t cap, int64_t secs);
+
+/*
+ * mkdir -p: each missing directory of path created, mode 0700. With sync, each
+ * one it creates is made durable by an fsync of its parent, where its name
+ * lives (the spool's directory, a maildir root). 0, or -1 with errno (ENOENT
+ * for an empty path).
+ */
+int util_mkdirs(const char *path, bool sync);
 
 #endif

@@ -2,11 +2,18 @@
  * test_util.c: the shared helpers, chiefly the escaping that keeps client text
  * from splitting or forging a log line (logs.md).
  */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -83,6 +90,47 @@ test_span_ieq(void **state)
 	assert_false(util_span_ieq("MAILX", 5, "MAIL"));
 }
 
+/* mkdir -p: what is missing is made 0700, what is there is fine, a file in the way is not */
+static void
+test_mkdirs(void **state)
+{
+	char base[] = "/tmp/mailgate-test-util-XXXXXX", path[128], file[128];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	snprintf(path, sizeof(path), "%s/a/b/c", base);
+	assert_int_equal(util_mkdirs(path, true), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(util_mkdirs(path, false), 0);		/* there already */
+	snprintf(path, sizeof(path), "%s/a/d/", base);
+	assert_int_equal(util_mkdirs(path, false), 0);		/* a trailing slash */
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(file, sizeof(file), "%s/f", base);
+	assert_true((fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600)) != -1);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/f/g", base);
+	assert_int_equal(util_mkdirs(path, true), -1);
+	assert_int_equal(errno, ENOTDIR);
+	errno = 0;
+	assert_int_equal(util_mkdirs("", true), -1);
+	assert_int_equal(errno, ENOENT);
+
+	unlink(file);
+	snprintf(path, sizeof(path), "%s/a/b/c", base);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a/b", base);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a/d", base);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a", base);
+	rmdir(path);
+	rmdir(base);
+}
+
 int
 main(void)
 {
@@ -92,6 +140,7 @@ main(void)
 		cmocka_unit_test(test_human),
 		cmocka_unit_test(test_dates),
 		cmocka_unit_test(test_span_ieq),
+		cmocka_unit_test(test_mkdirs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
