@@ -5,7 +5,7 @@
  * (spool.c).
  *
  * state/<mid> is the delivery record of queue/<mid>, append-only, one event a
- * line, written only by the committer (spool_state_append) and replayed at start:
+ * line, written only by the state thread (spool_state_append) and replayed at start:
  *
  *	rid 1 deferred 1795900200 1 451 4.7.1 greylisted, try later
  *	rid 0 delivered 1795896601 1 250 2.0.0 maildir
@@ -61,7 +61,7 @@
  * later than the append. One fsync of state/ for every file created in the
  * round, one of queue/ for every removal.
  */
-/* one append or removal (on the committer or a helper); the result in op */
+/* one append or removal (on the state thread or a helper); the result in op */
 static void
 spool_op_do(struct spool *sp, void *item, enum spool_fault fault)
 {
