@@ -15,12 +15,6 @@
 #include <unistd.h>
 
 /*
- * The opener thread: creates tmp/<mid> for each message the loop begins (the
- * loop never opens, renames or unlinks a file itself), and removes the files
- * of aborted messages. One thread, first come first served, so a message's
- * removal always follows its open.
- */
-/*
  * The pool: empty files made ahead in pool/, so that a burst of new messages
  * (a hundred sessions reaching DATA at once) costs a rename each instead of
  * a file creation, which on some filesystems is the dearest system call of a
@@ -52,7 +46,7 @@ static int
 spool_pool_take(struct spool *sp, const char *name)
 {
 	char pname[SPOOL_NAME_MAX + 1];
-	int fd;
+	int fd, save;
 
 	while (sp->pool_n > 0) {
 		snprintf(pname, sizeof(pname), "p%" PRIu64, sp->pool[--sp->pool_n]);
@@ -62,16 +56,29 @@ spool_pool_take(struct spool *sp, const char *name)
 				sp->pool_n++;	/* still there, still ours */
 				return -1;
 			}
-			continue;		/* gone (someone cleaned pool/): the next one */
+			if (errno == ENOENT)
+				continue;	/* gone (someone cleaned pool/): the next one */
+			/* pool/ unusable (another filesystem?): create, and fill no more for now */
+			sp->pool_failed = true;
+			break;
 		}
 		if ((fd = openat(sp->tmpfd, name, O_WRONLY | O_CLOEXEC)) != -1)
 			return fd;
+		save = errno;
 		unlinkat(sp->tmpfd, name, 0);
+		errno = save;
 		return -1;
 	}
 	return openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
+/*
+ * The opener thread: makes tmp/<mid> for each message the loop begins (from
+ * the pool, else created; the loop never opens, renames or unlinks a file
+ * itself), removes the files of aborted messages, and between them fills the
+ * pool. One thread, first come first served, so a message's removal always
+ * follows its open.
+ */
 static void
 spool_open_one(struct spool *sp, struct spool_msg *m)
 {
