@@ -235,7 +235,7 @@ local_maildir(struct local_agent *la, struct delivery_batch *b)
 			local_tempfail(&b->rcpts[i], errno, "cannot read the queue file", root);
 		return;
 	}
-	if (util_mkdirs(root, true) == -1 ||
+	if (util_mkdirs(root) == -1 ||
 	    (rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		for (size_t i = 0; i < b->n_rcpts; i++)
 			local_tempfail(&b->rcpts[i], errno, "cannot open the maildir root", root);

@@ -846,7 +846,7 @@ sched_outcomes(struct sched_batch *sb, time_t now, const char *why)
 		sched_recorded(sb, 0);
 		return;
 	}
-	/* deferrals only: a crash that loses them costs a retry, so no sync (spool_state.c) */
+	/* synced if any line is final: a lost deferral only costs a retry (spool_state.c) */
 	if (spool_state_append(s->spool, m->mid, buf, len, final, sched_recorded, sb) == -1) {
 		free(buf);
 		sched_recorded(sb, errno);

@@ -767,7 +767,7 @@ spool_open(struct event_base *base, const char *dir, const struct spool_opts *op
 		snprintf(err, errlen, "spool %s: out of memory", dir);
 		goto fail;
 	}
-	if (util_mkdirs(dir, true) == -1) {
+	if (util_mkdirs(dir) == -1) {
 		snprintf(err, errlen, "spool %s: cannot create: %s", dir, strerror(errno));
 		goto fail;
 	}

@@ -187,8 +187,8 @@ int spool_state_recover(struct spool *, uint64_t mid, size_t n_rcpts, struct spo
     char *err, size_t errlen);
 
 /*
- * Append text (whole lines) to state/<mid> through the committer: written off
- * the loop, by the state thread, many at once, and with sync fdatasync'ed (and
+ * Append text (whole lines) to state/<mid>: written off the loop, by the
+ * state thread, many at once, and with sync fdatasync'ed (and
  * state/ fsync'ed when the file's name is not on disk yet); a message commit
  * handed over earlier is durable no later than this (it waits for that
  * message's batch). done(arg, 0) on the loop once it is written (and with

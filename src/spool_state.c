@@ -106,17 +106,16 @@ spool_ops_run(struct spool *sp, struct spool_opq *batch)
 	struct spool_op *op;
 	uint64_t *mids = NULL;
 	void **v = NULL;
-	size_t n = 0, i;
+	size_t n = 0, syncs = 0, i;
 	bool distinct = true;
 
-	/* only syncs are worth threads: appends and unlinks alone contend for the directory */
-	TAILQ_FOREACH(op, batch, entry)
-		n += op->kind == OP_APPEND && op->sync;
-	if (n > 1) {
-		n = 0;
-		TAILQ_FOREACH(op, batch, entry)
-			n++;
+	TAILQ_FOREACH(op, batch, entry) {
+		n++;
+		syncs += op->kind == OP_APPEND && op->sync;
 	}
+	/* only syncs are worth threads: appends and unlinks alone contend for the directory */
+	if (syncs < 2)
+		n = 0;
 	if (n > 1 && (v = malloc(n * sizeof(*v))) != NULL &&
 	    (mids = malloc(n * sizeof(*mids))) != NULL) {
 		i = 0;

@@ -195,7 +195,7 @@ util_write_all(int fd, const void *p, size_t len)
 }
 
 int
-util_mkdirs(const char *path, bool sync)
+util_mkdirs(const char *path)
 {
 	char *p, *s, *slash, c;
 	int fd, save;
@@ -212,21 +212,19 @@ util_mkdirs(const char *path, bool sync)
 		c = *s;
 		*s = '\0';
 		if (mkdir(p, 0700) == 0) {
-			if (sync) {
-				/* make it durable: its name lives in the parent */
-				if ((slash = strrchr(p, '/')) == NULL)
-					fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-				else if (slash == p)
-					fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-				else {
-					*slash = '\0';
-					fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-					*slash = '/';
-				}
-				if (fd != -1) {
-					(void)fsync(fd);
-					close(fd);
-				}
+			/* make it durable: its name lives in the parent */
+			if ((slash = strrchr(p, '/')) == NULL)
+				fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			else if (slash == p)
+				fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			else {
+				*slash = '\0';
+				fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				*slash = '/';
+			}
+			if (fd != -1) {
+				(void)fsync(fd);
+				close(fd);
 			}
 		} else if (errno != EEXIST) {
 			save = errno;

@@ -58,11 +58,10 @@ uint64_t util_heap_bytes(void);
 void util_human_age(char *out, size_t cap, int64_t secs);
 
 /*
- * mkdir -p: each missing directory of path created, mode 0700. With sync, each
- * one it creates is made durable by an fsync of its parent, where its name
- * lives (the spool's directory, a maildir root). 0, or -1 with errno (ENOENT
- * for an empty path).
+ * mkdir -p: each missing directory of path created, mode 0700, and made
+ * durable by an fsync of its parent, where its name lives (the spool's
+ * directory, a maildir root). 0, or -1 with errno (ENOENT for an empty path).
  */
-int util_mkdirs(const char *path, bool sync);
+int util_mkdirs(const char *path);
 
 #endif

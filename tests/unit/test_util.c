@@ -101,22 +101,22 @@ test_mkdirs(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(base));
 	snprintf(path, sizeof(path), "%s/a/b/c", base);
-	assert_int_equal(util_mkdirs(path, true), 0);
+	assert_int_equal(util_mkdirs(path), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0700);
-	assert_int_equal(util_mkdirs(path, false), 0);		/* there already */
+	assert_int_equal(util_mkdirs(path), 0);		/* there already */
 	snprintf(path, sizeof(path), "%s/a/d/", base);
-	assert_int_equal(util_mkdirs(path, false), 0);		/* a trailing slash */
+	assert_int_equal(util_mkdirs(path), 0);		/* a trailing slash */
 	assert_int_equal(stat(path, &st), 0);
 	snprintf(file, sizeof(file), "%s/f", base);
 	assert_true((fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600)) != -1);
 	close(fd);
 	snprintf(path, sizeof(path), "%s/f/g", base);
-	assert_int_equal(util_mkdirs(path, true), -1);
+	assert_int_equal(util_mkdirs(path), -1);
 	assert_int_equal(errno, ENOTDIR);
 	errno = 0;
-	assert_int_equal(util_mkdirs("", true), -1);
+	assert_int_equal(util_mkdirs(""), -1);
 	assert_int_equal(errno, ENOENT);
 
 	unlink(file);
